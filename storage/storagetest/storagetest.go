@@ -1,0 +1,453 @@
+// Package storagetest is the conformance suite every storage.Store engine must
+// pass: round trips, conditional updates, atomicity under concurrency,
+// transactional replacement and persistence across a reopen.
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/matrix-2fa/matrix-2fa/storage"
+)
+
+// Factory makes a fresh, empty store for one test, and a function that closes
+// that store and opens the same backing data again (to prove persistence).
+type Factory func(t *testing.T) (s storage.Store, reopen func() storage.Store)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+const alice = "@alice:example.org"
+
+func pending(user string, secret string, expires time.Time) storage.Pending {
+	return storage.Pending{UserID: user, Secret: []byte(secret), KeyID: "k1", Algorithm: "SHA1", Digits: 6, Period: 30,
+		CreatedAt: t0, ExpiresAt: expires}
+}
+
+func set(user, id string, n int) storage.RecoverySet {
+	s := storage.RecoverySet{UserID: user, SetID: id, Salt: []byte("salt-" + id), GeneratedAt: t0}
+	for i := 0; i < n; i++ {
+		s.Codes = append(s.Codes, storage.RecoveryCode{Index: i, Hash: []byte(fmt.Sprintf("%s-hash-%d", id, i))})
+	}
+	return s
+}
+
+// enable gives user an enabled authenticator with lastStep and a recovery set.
+func enable(t *testing.T, s storage.Store, user string, lastStep int64) {
+	t.Helper()
+	ctx := context.Background()
+	p := pending(user, "cipher-"+user, t0.Add(10*time.Minute))
+	if err := s.PutPending(ctx, p); err != nil {
+		t.Fatalf("PutPending: %v", err)
+	}
+	if err := s.ConfirmEnrolment(ctx, p, lastStep, t0, set(user, "set1", 10)); err != nil {
+		t.Fatalf("ConfirmEnrolment: %v", err)
+	}
+}
+
+// Run runs the whole conformance suite against the engine made by f.
+func Run(t *testing.T, f Factory) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, f Factory)
+	}{
+		{"NotFound", testNotFound},
+		{"PendingRoundTrip", testPending},
+		{"ConfirmEnrolment", testConfirm},
+		{"ConfirmRefusesChangedOrExpired", testConfirmRefuses},
+		{"AdvanceStep", testAdvanceStep},
+		{"AdvanceStepConcurrent", testAdvanceStepConcurrent},
+		{"RecoveryCodes", testRecovery},
+		{"RecoveryConcurrent", testRecoveryConcurrent},
+		{"DeleteAll", testDeleteAll},
+		{"ReserveAttempt", testReserve},
+		{"ReserveAttemptConcurrent", testReserveConcurrent},
+		{"Audit", testAudit},
+		{"MetaAndRewrap", testRewrap},
+		{"Persistence", testPersistence},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
+	}
+}
+
+func testNotFound(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	checks := map[string]error{}
+	_, checks["TOTP"] = s.TOTP(ctx, alice)
+	_, checks["Pending"] = s.Pending(ctx, alice)
+	_, checks["RecoverySet"] = s.RecoverySet(ctx, alice)
+	_, checks["Meta"] = s.Meta(ctx, "nope")
+	_, checks["AdvanceStep"] = s.AdvanceStep(ctx, alice, 5)
+	checks["ReplaceRecoverySet"] = s.ReplaceRecoverySet(ctx, set(alice, "x", 1))
+	for name, err := range checks {
+		if !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s: got %v, want ErrNotFound", name, err)
+		}
+	}
+	if existed, err := s.DeleteAll(ctx, alice); err != nil || existed {
+		t.Errorf("DeleteAll on nothing = %v, %v; want false, nil", existed, err)
+	}
+}
+
+func testPending(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	p := pending(alice, "one", t0.Add(time.Minute))
+	if err := s.PutPending(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	p2 := pending(alice, "two", t0.Add(2*time.Minute))
+	if err := s.PutPending(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Pending(ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Secret) != "two" || !got.ExpiresAt.Equal(p2.ExpiresAt) || got.Digits != 6 || got.Period != 30 || got.Algorithm != "SHA1" || got.KeyID != "k1" {
+		t.Errorf("Pending = %+v; want the replacement %+v", got, p2)
+	}
+}
+
+func testConfirm(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	enable(t, s, alice, 1000)
+	tot, err := s.TOTP(ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot.LastStep != 1000 || string(tot.Secret) != "cipher-"+alice || !tot.EnabledAt.Equal(t0) {
+		t.Errorf("TOTP = %+v", tot)
+	}
+	if _, err := s.Pending(ctx, alice); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("pending left after confirm: %v", err)
+	}
+	rs, err := s.RecoverySet(ctx, alice)
+	if err != nil || rs.Remaining() != 10 || rs.SetID != "set1" || !bytes.Equal(rs.Salt, []byte("salt-set1")) {
+		t.Errorf("RecoverySet = %+v, %v", rs, err)
+	}
+	// Re-enrolment replaces the secret and the whole recovery set.
+	p := pending(alice, "new-cipher", t0.Add(20*time.Minute))
+	if err := s.PutPending(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ConfirmEnrolment(ctx, p, 7, t0.Add(time.Minute), set(alice, "set2", 10)); err != nil {
+		t.Fatal(err)
+	}
+	tot, _ = s.TOTP(ctx, alice)
+	if string(tot.Secret) != "new-cipher" || tot.LastStep != 7 {
+		t.Errorf("after re-enrolment TOTP = %+v", tot)
+	}
+	if ok, err := s.ConsumeRecoveryCode(ctx, alice, "set1", 0, t0); err != nil || ok {
+		t.Errorf("old set code consumed after re-enrolment: %v, %v", ok, err)
+	}
+}
+
+func testConfirmRefuses(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	p := pending(alice, "one", t0.Add(time.Minute))
+	if err := s.PutPending(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		p    storage.Pending
+		now  time.Time
+	}{
+		{"secret changed", pending(alice, "other", t0.Add(time.Minute)), t0},
+		{"expired", p, t0.Add(time.Minute)},
+		{"other user", pending("@bob:example.org", "one", t0.Add(time.Minute)), t0},
+	}
+	for _, tc := range cases {
+		if err := s.ConfirmEnrolment(ctx, tc.p, 1, tc.now, set(tc.p.UserID, "s", 10)); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s: got %v, want ErrNotFound", tc.name, err)
+		}
+	}
+	if _, err := s.TOTP(ctx, alice); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("a refused confirm enabled TOTP: %v", err)
+	}
+	if _, err := s.RecoverySet(ctx, "@bob:example.org"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("a refused confirm wrote recovery codes (no rollback): %v", err)
+	}
+}
+
+func testAdvanceStep(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	enable(t, s, alice, 100)
+	cases := []struct {
+		step int64
+		want bool
+	}{{100, false}, {99, false}, {101, true}, {101, false}, {100, false}, {105, true}, {104, false}}
+	for _, tc := range cases {
+		got, err := s.AdvanceStep(ctx, alice, tc.step)
+		if err != nil || got != tc.want {
+			t.Errorf("AdvanceStep(%d) = %v, %v; want %v", tc.step, got, err, tc.want)
+		}
+	}
+}
+
+func testAdvanceStepConcurrent(t *testing.T, f Factory) {
+	s, _ := f(t)
+	enable(t, s, alice, 100)
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ok, err := s.AdvanceStep(context.Background(), alice, 101)
+			if err != nil {
+				t.Errorf("AdvanceStep: %v", err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent AdvanceStep calls succeeded; want exactly 1", wins.Load())
+	}
+}
+
+func testRecovery(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	enable(t, s, alice, 1)
+	if ok, err := s.ConsumeRecoveryCode(ctx, alice, "set1", 3, t0); err != nil || !ok {
+		t.Fatalf("first consume = %v, %v", ok, err)
+	}
+	if ok, err := s.ConsumeRecoveryCode(ctx, alice, "set1", 3, t0); err != nil || ok {
+		t.Fatalf("second consume = %v, %v; want false", ok, err)
+	}
+	rs, _ := s.RecoverySet(ctx, alice)
+	if rs.Remaining() != 9 || rs.Codes[3].UsedAt.IsZero() {
+		t.Errorf("after one use: remaining %d, code 3 used at %v", rs.Remaining(), rs.Codes[3].UsedAt)
+	}
+	if err := s.ReplaceRecoverySet(ctx, set(alice, "set2", 10)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if ok, _ := s.ConsumeRecoveryCode(ctx, alice, "set1", i, t0); ok {
+			t.Errorf("old set code %d consumed after replacement", i)
+		}
+	}
+	rs, _ = s.RecoverySet(ctx, alice)
+	if rs.SetID != "set2" || rs.Remaining() != 10 || len(rs.Codes) != 10 {
+		t.Errorf("after replace: %+v", rs)
+	}
+}
+
+func testRecoveryConcurrent(t *testing.T, f Factory) {
+	s, _ := f(t)
+	enable(t, s, alice, 1)
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ok, err := s.ConsumeRecoveryCode(context.Background(), alice, "set1", 0, t0)
+			if err != nil {
+				t.Errorf("consume: %v", err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent consumptions of one code succeeded; want exactly 1", wins.Load())
+	}
+}
+
+func testDeleteAll(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	enable(t, s, alice, 1)
+	enable(t, s, "@bob:example.org", 1)
+	if err := s.PutPending(ctx, pending(alice, "p", t0.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if existed, err := s.DeleteAll(ctx, alice); err != nil || !existed {
+		t.Fatalf("DeleteAll = %v, %v", existed, err)
+	}
+	_, e1 := s.TOTP(ctx, alice)
+	_, e2 := s.Pending(ctx, alice)
+	_, e3 := s.RecoverySet(ctx, alice)
+	for i, err := range []error{e1, e2, e3} {
+		if !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("record %d survived DeleteAll: %v", i, err)
+		}
+	}
+	if _, err := s.TOTP(ctx, "@bob:example.org"); err != nil {
+		t.Errorf("another user's record was deleted: %v", err)
+	}
+}
+
+func testReserve(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	w := 15 * time.Minute
+	for i := 0; i < 5; i++ {
+		ok, _, err := s.ReserveAttempt(ctx, alice, t0.Add(time.Duration(i)*time.Minute), w, 5)
+		if err != nil || !ok {
+			t.Fatalf("attempt %d = %v, %v", i+1, ok, err)
+		}
+	}
+	ok, retryAt, err := s.ReserveAttempt(ctx, alice, t0.Add(5*time.Minute), w, 5)
+	if err != nil || ok {
+		t.Fatalf("6th attempt = %v, %v; want refused", ok, err)
+	}
+	if want := t0.Add(w); !retryAt.Equal(want) {
+		t.Errorf("retryAt = %v; want %v (first failure + window)", retryAt, want)
+	}
+	if ok, _, _ := s.ReserveAttempt(ctx, "@bob:example.org", t0, w, 5); !ok {
+		t.Errorf("another user is locked by alice's failures")
+	}
+	if ok, _, _ := s.ReserveAttempt(ctx, alice, t0.Add(w+time.Second), w, 5); !ok {
+		t.Errorf("still locked after the first failure left the window")
+	}
+	if err := s.ClearFailures(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if ok, _, _ := s.ReserveAttempt(ctx, alice, t0.Add(w+2*time.Second), w, 5); !ok {
+			t.Fatalf("attempt %d refused after ClearFailures", i+1)
+		}
+	}
+}
+
+func testReserveConcurrent(t *testing.T, f Factory) {
+	s, _ := f(t)
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ok, _, err := s.ReserveAttempt(context.Background(), alice, t0, 15*time.Minute, 5)
+			if err != nil {
+				t.Errorf("ReserveAttempt: %v", err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if wins.Load() != 5 {
+		t.Fatalf("%d of 50 concurrent attempts got through a limit of 5", wins.Load())
+	}
+}
+
+func testAudit(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	kinds := []string{storage.AuditEnrol, storage.AuditConfirm, storage.AuditReplay}
+	for i, k := range kinds {
+		if err := s.AddAudit(ctx, storage.AuditEvent{UserID: alice, Kind: k, Detail: "d", At: t0.Add(time.Duration(i) * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddAudit(ctx, storage.AuditEvent{UserID: "@bob:example.org", Kind: storage.AuditDisable, At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.AuditEvents(ctx, alice, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Kind != storage.AuditReplay || evs[1].Kind != storage.AuditConfirm || !evs[0].At.Equal(t0.Add(2*time.Second)) {
+		t.Errorf("AuditEvents = %+v; want newest two of alice's", evs)
+	}
+}
+
+func testRewrap(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	enable(t, s, alice, 1)
+	if err := s.PutPending(ctx, pending("@bob:example.org", "bob-pending", t0.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutMeta(ctx, "check", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := s.KeyIDs(ctx)
+	if err != nil || len(ids) != 1 || ids[0] != "k1" {
+		t.Fatalf("KeyIDs = %v, %v", ids, err)
+	}
+	// A failing rewrap changes nothing.
+	_, err = s.Rewrap(ctx, func(u string, sec []byte, k string) ([]byte, string, error) {
+		if u == "@bob:example.org" {
+			return nil, "", errors.New("boom")
+		}
+		return []byte("x"), "k2", nil
+	}, "check", []byte("new"))
+	if err == nil {
+		t.Fatal("Rewrap with a failing fn returned nil")
+	}
+	if tot, _ := s.TOTP(ctx, alice); string(tot.Secret) != "cipher-"+alice {
+		t.Errorf("failed rewrap was not rolled back: %q", tot.Secret)
+	}
+	if v, _ := s.Meta(ctx, "check"); string(v) != "old" {
+		t.Errorf("failed rewrap changed meta to %q", v)
+	}
+	n, err := s.Rewrap(ctx, func(u string, sec []byte, k string) ([]byte, string, error) {
+		return append([]byte("re:"), sec...), "k2", nil
+	}, "check", []byte("new"))
+	if err != nil || n != 2 {
+		t.Fatalf("Rewrap = %d, %v; want 2", n, err)
+	}
+	tot, _ := s.TOTP(ctx, alice)
+	p, _ := s.Pending(ctx, "@bob:example.org")
+	if string(tot.Secret) != "re:cipher-"+alice || tot.KeyID != "k2" || string(p.Secret) != "re:bob-pending" || p.KeyID != "k2" {
+		t.Errorf("after rewrap: %+v / %+v", tot, p)
+	}
+	if v, _ := s.Meta(ctx, "check"); string(v) != "new" {
+		t.Errorf("meta after rewrap = %q", v)
+	}
+}
+
+func testPersistence(t *testing.T, f Factory) {
+	s, reopen := f(t)
+	ctx := context.Background()
+	enable(t, s, alice, 42)
+	for i := 0; i < 3; i++ {
+		if ok, _, err := s.ReserveAttempt(ctx, alice, t0, 15*time.Minute, 5); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	s2 := reopen()
+	tot, err := s2.TOTP(ctx, alice)
+	if err != nil || tot.LastStep != 42 {
+		t.Fatalf("after reopen TOTP = %+v, %v", tot, err)
+	}
+	for i := 0; i < 2; i++ {
+		if ok, _, _ := s2.ReserveAttempt(ctx, alice, t0, 15*time.Minute, 5); !ok {
+			t.Fatalf("attempt %d refused too early", i+4)
+		}
+	}
+	if ok, _, _ := s2.ReserveAttempt(ctx, alice, t0, 15*time.Minute, 5); ok {
+		t.Fatal("failure counter did not survive the reopen: 6th attempt allowed")
+	}
+}

@@ -1,0 +1,156 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when the requested record does not exist (or, for a
+// pending enrolment, has expired or changed).
+var ErrNotFound = errors.New("storage: not found")
+
+// TOTP is a user's enabled TOTP authenticator. Secret is ciphertext; the store
+// never sees a secret in clear.
+type TOTP struct {
+	UserID    string
+	Secret    []byte
+	KeyID     string
+	Algorithm string
+	Digits    int
+	Period    int
+	// LastStep is the newest time step ever accepted for this secret; only a
+	// strictly newer step may be accepted next (RFC 6238 §5.2).
+	LastStep  int64
+	EnabledAt time.Time
+}
+
+// Pending is an enrolment that has been started but not yet confirmed with a code.
+type Pending struct {
+	UserID    string
+	Secret    []byte
+	KeyID     string
+	Algorithm string
+	Digits    int
+	Period    int
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// RecoverySet is a user's current set of recovery codes: one random salt for the
+// set and one slow hash per code.
+type RecoverySet struct {
+	UserID      string
+	SetID       string
+	Salt        []byte
+	GeneratedAt time.Time
+	Codes       []RecoveryCode
+}
+
+// RecoveryCode is one hashed recovery code; UsedAt is zero while it is unused.
+type RecoveryCode struct {
+	Index  int
+	Hash   []byte
+	UsedAt time.Time
+}
+
+// Remaining counts the unused codes of the set.
+func (s RecoverySet) Remaining() int {
+	n := 0
+	for _, c := range s.Codes {
+		if c.UsedAt.IsZero() {
+			n++
+		}
+	}
+	return n
+}
+
+// AuditEvent is one security-relevant event in a user's 2FA history.
+type AuditEvent struct {
+	ID     int64
+	UserID string
+	Kind   string
+	Detail string
+	At     time.Time
+}
+
+// Audit event kinds.
+const (
+	AuditEnrol        = "enrol"
+	AuditConfirm      = "confirm"
+	AuditDisable      = "disable"
+	AuditRegenerate   = "regenerate"
+	AuditRecoveryUsed = "recovery_used"
+	AuditReplay       = "replay"
+	AuditLockout      = "lockout"
+	AuditAdminReset   = "admin_reset"
+	AuditKeyRotated   = "key_rotated"
+)
+
+// RewrapFunc re-encrypts one secret: it receives the owner, the ciphertext and
+// its key ID and returns the new ciphertext and key ID.
+type RewrapFunc func(userID string, secret []byte, keyID string) ([]byte, string, error)
+
+// Store holds every piece of persistent 2FA state. Each method owns its
+// transaction; security-critical changes are single conditional statements whose
+// effect is reported to the caller. Implementations must pass storagetest.Run.
+type Store interface {
+	// TOTP returns the user's enabled authenticator, or ErrNotFound.
+	TOTP(ctx context.Context, userID string) (TOTP, error)
+	// AdvanceStep records step as the last accepted one if and only if it is
+	// newer than the stored one; it reports whether it did. ErrNotFound when the
+	// user has no authenticator.
+	AdvanceStep(ctx context.Context, userID string, step int64) (bool, error)
+
+	// Pending returns the user's pending enrolment (expired ones included), or ErrNotFound.
+	Pending(ctx context.Context, userID string) (Pending, error)
+	// PutPending creates or replaces the user's pending enrolment.
+	PutPending(ctx context.Context, p Pending) error
+	// ConfirmEnrolment turns the pending enrolment p into the user's
+	// authenticator with lastStep as its last accepted step, replaces the whole
+	// recovery set with set and deletes the pending row, in one transaction. It
+	// returns ErrNotFound when the stored pending enrolment is gone, expired at
+	// now, or no longer holds p's secret.
+	ConfirmEnrolment(ctx context.Context, p Pending, lastStep int64, now time.Time, set RecoverySet) error
+
+	// RecoverySet returns the user's recovery codes, or ErrNotFound.
+	RecoverySet(ctx context.Context, userID string) (RecoverySet, error)
+	// ReplaceRecoverySet replaces the user's whole recovery set in one
+	// transaction; ErrNotFound when the user has no enabled authenticator.
+	ReplaceRecoverySet(ctx context.Context, set RecoverySet) error
+	// ConsumeRecoveryCode marks code index of set setID used at now if it is
+	// still unused and the set is still current; it reports whether it did.
+	ConsumeRecoveryCode(ctx context.Context, userID, setID string, index int, now time.Time) (bool, error)
+
+	// DeleteAll removes the user's authenticator, pending enrolment and recovery
+	// codes in one transaction and reports whether anything existed.
+	DeleteAll(ctx context.Context, userID string) (bool, error)
+
+	// ReserveAttempt atomically records one verification attempt as a failure
+	// if fewer than limit failures are recorded for the user within window
+	// before now. When the limit is reached it records nothing and returns
+	// ok=false and the time at which an attempt will be allowed again. A
+	// successful attempt is then wiped with ClearFailures.
+	ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (ok bool, retryAt time.Time, err error)
+	// ClearFailures forgets the user's recorded failures.
+	ClearFailures(ctx context.Context, userID string) error
+
+	// AddAudit appends an audit event.
+	AddAudit(ctx context.Context, ev AuditEvent) error
+	// AuditEvents returns the user's newest events first, at most limit.
+	AuditEvents(ctx context.Context, userID string, limit int) ([]AuditEvent, error)
+
+	// Meta returns a store-wide value, or ErrNotFound.
+	Meta(ctx context.Context, key string) ([]byte, error)
+	// PutMeta sets a store-wide value.
+	PutMeta(ctx context.Context, key string, value []byte) error
+	// Rewrap re-encrypts every stored secret (enabled and pending) with fn and
+	// sets the meta key to value, all in one transaction; it returns how many
+	// secrets it rewrote. Any error from fn rolls everything back.
+	Rewrap(ctx context.Context, fn RewrapFunc, metaKey string, metaValue []byte) (int, error)
+	// KeyIDs returns the distinct key IDs of every stored secret.
+	KeyIDs(ctx context.Context) ([]string, error)
+
+	// Close releases the store.
+	Close() error
+}
