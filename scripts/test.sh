@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the one command that prepares a Debian machine and runs
+# every check and test of matrix-2fa. Idempotent; works from any directory.
+#
+#   1. installs missing system packages (apt, only when something is missing)
+#   2. builds the test-only Dendrite homeserver (internal/tools/dendrite/bin)
+#   3. gofmt and go vet
+#   4. go test ./...
+#   5. browser tests (when present)
+#
+# Needs Go (the version in go.mod, or any Go that can fetch that toolchain).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+
+step() { printf '\n==== %s ====\n' "$*"; }
+die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------
+step "1/5 system packages"
+# oathtool, zbarimg: TOTP and QR decoding in tests; chromium + chromedriver:
+# browser tests; gcc: cgo for mattn/go-sqlite3; ca-certificates: module downloads.
+PACKAGES=(oathtool zbar-tools chromium chromium-driver ca-certificates gcc)
+missing=()
+for p in "${PACKAGES[@]}"; do
+	if ! dpkg -s "$p" >/dev/null 2>&1; then
+		missing+=("$p")
+	fi
+done
+if ((${#missing[@]} > 0)); then
+	echo "installing: ${missing[*]}"
+	SUDO=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || die "need root or sudo to install: ${missing[*]}"
+		SUDO=(sudo -n)
+	fi
+	"${SUDO[@]}" apt-get update </dev/null
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends "${missing[@]}" </dev/null
+else
+	echo "all present: ${PACKAGES[*]}"
+fi
+for c in oathtool zbarimg chromium chromedriver gcc; do
+	command -v "$c" >/dev/null 2>&1 || die "$c is not on PATH after installing packages"
+done
+command -v go >/dev/null 2>&1 || die "go is not on PATH; install Go (see go.mod for the version)"
+go version
+export CGO_ENABLED=1 # mattn/go-sqlite3 needs cgo; fail loudly rather than build a stub
+
+# ---------------------------------------------------------------------------
+step "2/5 Dendrite test homeserver"
+# Built once here so that parallel test packages don't wait on each other.
+start=$SECONDS
+go run ./internal/dendrite/cmd/build-dendrite
+echo "took $((SECONDS - start))s"
+
+# ---------------------------------------------------------------------------
+step "3/5 gofmt and go vet"
+gofiles=()
+if command -v git >/dev/null 2>&1 && git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	while IFS= read -r -d '' f; do
+		[ -f "$f" ] && gofiles+=("$f") # skip tracked files deleted in the work tree
+	done < <(git -C "$ROOT" ls-files -z -- '*.go')
+else
+	mapfile -d '' gofiles < <(find . -name '*.go' -not -path '*/node_modules/*' -print0)
+fi
+if ((${#gofiles[@]} > 0)); then
+	unformatted="$(gofmt -l "${gofiles[@]}")"
+	if [ -n "$unformatted" ]; then
+		printf 'gofmt needed on:\n%s\n' "$unformatted" >&2
+		exit 1
+	fi
+fi
+echo "gofmt: ${#gofiles[@]} files ok"
+go vet ./...
+echo "go vet: ok"
+
+# ---------------------------------------------------------------------------
+step "4/5 go test"
+go test -count=1 -timeout 40m ./...
+
+# ---------------------------------------------------------------------------
+step "5/5 browser tests"
+# >>> Browser test step: tests/browser/run.sh is added separately. <<<
+if [ -f tests/browser/run.sh ]; then
+	bash tests/browser/run.sh
+else
+	echo "tests/browser/run.sh not present; skipped"
+fi
+
+step "all tests passed"
