@@ -1,4 +1,4 @@
 // Package spec embeds openapi.yaml, the description of every route matrix-2fa
-// serves, and exposes its paths so tests can hold the router to it. The wire
-// contract in prose is protocol.md beside it.
+// serves itself, and lists those routes (Routes) so tests can hold the router
+// to it. The wire contract in prose is protocol.md beside it.
 package spec
