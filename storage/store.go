@@ -87,6 +87,17 @@ const (
 	AuditKeyRotated   = "key_rotated"
 )
 
+// Attempt is the outcome of ReserveAttempt.
+type Attempt struct {
+	// Allowed says the attempt was recorded and may be checked.
+	Allowed bool
+	// Failures is how many failures (this attempt included) are recorded
+	// within the window when Allowed.
+	Failures int
+	// RetryAt is when an attempt will next be allowed, when not Allowed.
+	RetryAt time.Time
+}
+
 // RewrapFunc re-encrypts one secret: it receives the owner, the ciphertext and
 // its key ID and returns the new ciphertext and key ID.
 type RewrapFunc func(userID string, secret []byte, keyID string) ([]byte, string, error)
@@ -128,10 +139,11 @@ type Store interface {
 
 	// ReserveAttempt atomically records one verification attempt as a failure
 	// if fewer than limit failures are recorded for the user within window
-	// before now. When the limit is reached it records nothing and returns
-	// ok=false and the time at which an attempt will be allowed again. A
-	// successful attempt is then wiped with ClearFailures.
-	ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (ok bool, retryAt time.Time, err error)
+	// before now, and reports how many are recorded then. When the limit is
+	// reached it records nothing and reports Allowed=false and the time at
+	// which an attempt will be allowed again. A successful attempt is then
+	// wiped with ClearFailures.
+	ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (Attempt, error)
 	// ClearFailures forgets the user's recorded failures.
 	ClearFailures(ctx context.Context, userID string) error
 

@@ -327,10 +327,9 @@ func (d *DB) DeleteAll(ctx context.Context, userID string) (bool, error) {
 
 // ReserveAttempt implements storage.Store: the check and the insert are one
 // statement, so concurrent attempts can never exceed limit.
-func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (bool, time.Time, error) {
+func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (storage.Attempt, error) {
 	since := ms(now.Add(-window))
-	var ok bool
-	var retryAt time.Time
+	var a storage.Attempt
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE user_id = ? AND at <= ?`, userID, since); err != nil {
 			return err
@@ -345,25 +344,25 @@ func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, w
 		if err != nil {
 			return err
 		}
-		if n == 1 {
-			ok = true
-			return nil
-		}
-		// Locked: the attempt is allowed again once enough failures have aged
-		// out of the window that fewer than limit remain.
 		var count int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM failures WHERE user_id = ? AND at > ?`, userID, since).Scan(&count); err != nil {
 			return err
 		}
+		if n == 1 {
+			a.Allowed, a.Failures = true, count
+			return nil
+		}
+		// Locked: the attempt is allowed again once enough failures have aged
+		// out of the window that fewer than limit remain.
 		var at int64
 		if err := tx.QueryRowContext(ctx, `SELECT at FROM failures WHERE user_id = ? AND at > ? ORDER BY at ASC LIMIT 1 OFFSET ?`,
 			userID, since, count-limit).Scan(&at); err != nil {
 			return err
 		}
-		retryAt = fromMS(at).Add(window)
+		a.RetryAt = fromMS(at).Add(window)
 		return nil
 	})
-	return ok, retryAt, err
+	return a, err
 }
 
 // ClearFailures implements storage.Store.

@@ -307,29 +307,29 @@ func testReserve(t *testing.T, f Factory) {
 	ctx := context.Background()
 	w := 15 * time.Minute
 	for i := 0; i < 5; i++ {
-		ok, _, err := s.ReserveAttempt(ctx, alice, t0.Add(time.Duration(i)*time.Minute), w, 5)
-		if err != nil || !ok {
-			t.Fatalf("attempt %d = %v, %v", i+1, ok, err)
+		a, err := s.ReserveAttempt(ctx, alice, t0.Add(time.Duration(i)*time.Minute), w, 5)
+		if err != nil || !a.Allowed || a.Failures != i+1 {
+			t.Fatalf("attempt %d = %+v, %v; want allowed with %d failures", i+1, a, err, i+1)
 		}
 	}
-	ok, retryAt, err := s.ReserveAttempt(ctx, alice, t0.Add(5*time.Minute), w, 5)
-	if err != nil || ok {
-		t.Fatalf("6th attempt = %v, %v; want refused", ok, err)
+	a, err := s.ReserveAttempt(ctx, alice, t0.Add(5*time.Minute), w, 5)
+	if err != nil || a.Allowed {
+		t.Fatalf("6th attempt = %+v, %v; want refused", a, err)
 	}
-	if want := t0.Add(w); !retryAt.Equal(want) {
-		t.Errorf("retryAt = %v; want %v (first failure + window)", retryAt, want)
+	if want := t0.Add(w); !a.RetryAt.Equal(want) {
+		t.Errorf("retryAt = %v; want %v (first failure + window)", a.RetryAt, want)
 	}
-	if ok, _, _ := s.ReserveAttempt(ctx, "@bob:example.org", t0, w, 5); !ok {
+	if a, _ := s.ReserveAttempt(ctx, "@bob:example.org", t0, w, 5); !a.Allowed {
 		t.Errorf("another user is locked by alice's failures")
 	}
-	if ok, _, _ := s.ReserveAttempt(ctx, alice, t0.Add(w+time.Second), w, 5); !ok {
+	if a, _ := s.ReserveAttempt(ctx, alice, t0.Add(w+time.Second), w, 5); !a.Allowed {
 		t.Errorf("still locked after the first failure left the window")
 	}
 	if err := s.ClearFailures(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 5; i++ {
-		if ok, _, _ := s.ReserveAttempt(ctx, alice, t0.Add(w+2*time.Second), w, 5); !ok {
+		if a, _ := s.ReserveAttempt(ctx, alice, t0.Add(w+2*time.Second), w, 5); !a.Allowed {
 			t.Fatalf("attempt %d refused after ClearFailures", i+1)
 		}
 	}
@@ -345,11 +345,11 @@ func testReserveConcurrent(t *testing.T, f Factory) {
 		go func() {
 			defer wg.Done()
 			<-start
-			ok, _, err := s.ReserveAttempt(context.Background(), alice, t0, 15*time.Minute, 5)
+			a, err := s.ReserveAttempt(context.Background(), alice, t0, 15*time.Minute, 5)
 			if err != nil {
 				t.Errorf("ReserveAttempt: %v", err)
 			}
-			if ok {
+			if a.Allowed {
 				wins.Add(1)
 			}
 		}()
@@ -433,8 +433,8 @@ func testPersistence(t *testing.T, f Factory) {
 	ctx := context.Background()
 	enable(t, s, alice, 42)
 	for i := 0; i < 3; i++ {
-		if ok, _, err := s.ReserveAttempt(ctx, alice, t0, 15*time.Minute, 5); !ok || err != nil {
-			t.Fatal(ok, err)
+		if a, err := s.ReserveAttempt(ctx, alice, t0, 15*time.Minute, 5); !a.Allowed || err != nil {
+			t.Fatal(a, err)
 		}
 	}
 	s2 := reopen()
@@ -443,11 +443,11 @@ func testPersistence(t *testing.T, f Factory) {
 		t.Fatalf("after reopen TOTP = %+v, %v", tot, err)
 	}
 	for i := 0; i < 2; i++ {
-		if ok, _, _ := s2.ReserveAttempt(ctx, alice, t0, 15*time.Minute, 5); !ok {
+		if a, _ := s2.ReserveAttempt(ctx, alice, t0, 15*time.Minute, 5); !a.Allowed {
 			t.Fatalf("attempt %d refused too early", i+4)
 		}
 	}
-	if ok, _, _ := s2.ReserveAttempt(ctx, alice, t0, 15*time.Minute, 5); ok {
+	if a, _ := s2.ReserveAttempt(ctx, alice, t0, 15*time.Minute, 5); a.Allowed {
 		t.Fatal("failure counter did not survive the reopen: 6th attempt allowed")
 	}
 }
