@@ -163,6 +163,46 @@ type Store interface {
 	// KeyIDs returns the distinct key IDs of every stored secret.
 	KeyIDs(ctx context.Context) ([]string, error)
 
+	SessionStore
+
 	// Close releases the store.
 	Close() error
+}
+
+// ErrConflict is returned when a record to be created already exists.
+var ErrConflict = errors.New("storage: already exists")
+
+// UIASession is one user-interactive authentication session, bound to one
+// request (method, path, user). Data is opaque to the store (the gateway keeps
+// an encrypted held login response there, for example).
+type UIASession struct {
+	ID        string
+	UserID    string
+	Method    string
+	Path      string
+	Flows     [][]string
+	Params    []byte // JSON object
+	Completed []string
+	Data      []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// SessionStore holds UIA sessions. It is part of Store; it is declared on its
+// own so the uia package can depend on just this.
+type SessionStore interface {
+	// CreateSession stores a new session; ErrConflict if the ID exists.
+	CreateSession(ctx context.Context, s UIASession) error
+	// Session returns a session (expired ones too), or ErrNotFound.
+	Session(ctx context.Context, id string) (UIASession, error)
+	// CompleteStage appends stage to the session's completed stages if and only
+	// if they are still exactly before (compare-and-swap); it reports whether it did.
+	CompleteStage(ctx context.Context, id string, before []string, stage string) (bool, error)
+	// SetSessionData replaces the session's opaque data; ErrNotFound if gone.
+	SetSessionData(ctx context.Context, id string, data []byte) error
+	// TakeSession deletes the session and returns it, atomically, so only one
+	// caller ever gets it; ErrNotFound if it is already gone.
+	TakeSession(ctx context.Context, id string) (UIASession, error)
+	// ExpiredSessions returns up to limit sessions that expired before now.
+	ExpiredSessions(ctx context.Context, now time.Time, limit int) ([]UIASession, error)
 }

@@ -70,6 +70,9 @@ func Run(t *testing.T, f Factory) {
 		{"Audit", testAudit},
 		{"MetaAndRewrap", testRewrap},
 		{"Persistence", testPersistence},
+		{"Sessions", testSessions},
+		{"SessionCompleteConcurrent", testSessionCAS},
+		{"SessionTakeConcurrent", testSessionTake},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
@@ -84,6 +87,9 @@ func testNotFound(t *testing.T, f Factory) {
 	_, checks["Pending"] = s.Pending(ctx, alice)
 	_, checks["RecoverySet"] = s.RecoverySet(ctx, alice)
 	_, checks["Meta"] = s.Meta(ctx, "nope")
+	_, checks["Session"] = s.Session(ctx, "nope")
+	_, checks["TakeSession"] = s.TakeSession(ctx, "nope")
+	checks["SetSessionData"] = s.SetSessionData(ctx, "nope", []byte("x"))
 	_, checks["AdvanceStep"] = s.AdvanceStep(ctx, alice, 5)
 	checks["ReplaceRecoverySet"] = s.ReplaceRecoverySet(ctx, set(alice, "x", 1))
 	for name, err := range checks {
@@ -449,5 +455,115 @@ func testPersistence(t *testing.T, f Factory) {
 	}
 	if a, _ := s2.ReserveAttempt(ctx, alice, t0, 15*time.Minute, 5); a.Allowed {
 		t.Fatal("failure counter did not survive the reopen: 6th attempt allowed")
+	}
+}
+
+func session(id string, expires time.Time) storage.UIASession {
+	return storage.UIASession{ID: id, UserID: alice, Method: "POST", Path: "/_matrix/client/v3/delete_devices",
+		Flows: [][]string{{"m.login.2fa.totp", "m.login.password"}, {"m.login.2fa.recovery", "m.login.password"}},
+		Params: []byte(`{"m.login.2fa.totp":{"digits":6}}`), CreatedAt: t0, ExpiresAt: expires}
+}
+
+func testSessions(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	in := session("S1", t0.Add(time.Minute))
+	if err := s.CreateSession(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateSession(ctx, in); !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("duplicate CreateSession = %v; want ErrConflict", err)
+	}
+	got, err := s.Session(ctx, "S1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.UserID != alice || got.Method != "POST" || got.Path != in.Path || len(got.Flows) != 2 || got.Flows[1][0] != "m.login.2fa.recovery" ||
+		string(got.Params) != string(in.Params) || len(got.Completed) != 0 || !got.ExpiresAt.Equal(in.ExpiresAt) {
+		t.Errorf("Session = %+v; want %+v", got, in)
+	}
+	if ok, err := s.CompleteStage(ctx, "S1", nil, "m.login.2fa.totp"); err != nil || !ok {
+		t.Fatalf("CompleteStage = %v, %v", ok, err)
+	}
+	if ok, _ := s.CompleteStage(ctx, "S1", nil, "m.login.2fa.recovery"); ok {
+		t.Error("CompleteStage with a stale 'before' succeeded")
+	}
+	if err := s.SetSessionData(ctx, "S1", []byte("held")); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Session(ctx, "S1")
+	if len(got.Completed) != 1 || got.Completed[0] != "m.login.2fa.totp" || string(got.Data) != "held" {
+		t.Errorf("after complete and data: %+v", got)
+	}
+	if err := s.CreateSession(ctx, session("S2", t0.Add(-time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := s.ExpiredSessions(ctx, t0, 10)
+	if err != nil || len(exp) != 1 || exp[0].ID != "S2" {
+		t.Errorf("ExpiredSessions = %+v, %v; want only S2", exp, err)
+	}
+	taken, err := s.TakeSession(ctx, "S1")
+	if err != nil || string(taken.Data) != "held" {
+		t.Fatalf("TakeSession = %+v, %v", taken, err)
+	}
+	if _, err := s.Session(ctx, "S1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("session still there after TakeSession: %v", err)
+	}
+}
+
+func testSessionCAS(t *testing.T, f Factory) {
+	s, _ := f(t)
+	if err := s.CreateSession(context.Background(), session("S", t0.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ok, err := s.CompleteStage(context.Background(), "S", []string{}, "m.login.2fa.totp")
+			if err != nil {
+				t.Errorf("CompleteStage: %v", err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	got, _ := s.Session(context.Background(), "S")
+	if wins.Load() != 1 || len(got.Completed) != 1 {
+		t.Fatalf("%d concurrent completions won, completed = %v; want exactly 1", wins.Load(), got.Completed)
+	}
+}
+
+func testSessionTake(t *testing.T, f Factory) {
+	s, _ := f(t)
+	if err := s.CreateSession(context.Background(), session("S", t0.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if _, err := s.TakeSession(context.Background(), "S"); err == nil {
+				wins.Add(1)
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("TakeSession: %v", err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent TakeSession calls got the session; want exactly 1", wins.Load())
 	}
 }
