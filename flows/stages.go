@@ -1,0 +1,139 @@
+package flows
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/uia"
+)
+
+// Stage types.
+const (
+	StageTOTP     = "m.login.2fa.totp"
+	StageRecovery = "m.login.2fa.recovery"
+	StagePassword = string(mautrix.AuthTypePassword)
+	StageToken    = string(mautrix.AuthTypeToken)
+)
+
+// IsSecondFactor reports whether t is one of our 2FA stage types (which are
+// never forwarded to a homeserver).
+func IsSecondFactor(t string) bool { return t == StageTOTP || t == StageRecovery }
+
+// Verifier is what the 2FA stages need from the account domain.
+type Verifier interface {
+	VerifyTOTP(ctx context.Context, userID, code string) error
+	VerifyRecovery(ctx context.Context, userID, code string) error
+	Params() account.Params
+}
+
+// PasswordChecker checks a password with the homeserver, with no lasting effect.
+type PasswordChecker interface {
+	CheckPassword(ctx context.Context, userID id.UserID, password string) (bool, error)
+}
+
+// TOTPStage is m.login.2fa.totp: a current, unused RFC 6238 code.
+type TOTPStage struct{ V Verifier }
+
+// Type implements uia.Stage.
+func (TOTPStage) Type() string { return StageTOTP }
+
+// Params implements uia.Stage: digits and period for the client's input field.
+func (s TOTPStage) Params() any {
+	p := s.V.Params()
+	return map[string]int{"digits": p.Digits, "period": p.Period}
+}
+
+// Authenticate implements uia.Stage.
+func (s TOTPStage) Authenticate(ctx context.Context, sess *uia.Session, a *uia.Auth) error {
+	return s.V.VerifyTOTP(ctx, sess.UserID, a.Code)
+}
+
+// RecoveryStage is m.login.2fa.recovery: one unused recovery code, consumed.
+type RecoveryStage struct{ V Verifier }
+
+// Type implements uia.Stage.
+func (RecoveryStage) Type() string { return StageRecovery }
+
+// Params implements uia.Stage.
+func (RecoveryStage) Params() any { return nil }
+
+// Authenticate implements uia.Stage.
+func (s RecoveryStage) Authenticate(ctx context.Context, sess *uia.Session, a *uia.Auth) error {
+	return s.V.VerifyRecovery(ctx, sess.UserID, a.Code)
+}
+
+// VerifyEither checks code as a TOTP code when it is all digits and as a
+// recovery code otherwise. The TOTP fallback page uses it: clients stay on the
+// first flow they pick, so that page must take a recovery code too.
+func VerifyEither(ctx context.Context, v Verifier, userID, code string) error {
+	c := strings.TrimSpace(code)
+	if c != "" && strings.Trim(c, "0123456789 ") == "" {
+		return v.VerifyTOTP(ctx, userID, strings.ReplaceAll(c, " ", ""))
+	}
+	return v.VerifyRecovery(ctx, userID, c)
+}
+
+// Password stage errors.
+var (
+	ErrMissingPassword = errors.New("flows: no password given")
+	ErrWrongPassword   = errors.New("flows: wrong password")
+)
+
+// PasswordStage is m.login.password, checked by the homeserver, for the
+// session's own user only.
+type PasswordStage struct{ HS PasswordChecker }
+
+// Type implements uia.Stage.
+func (PasswordStage) Type() string { return StagePassword }
+
+// Params implements uia.Stage.
+func (PasswordStage) Params() any { return nil }
+
+// Authenticate implements uia.Stage. An identifier naming another user fails
+// like a wrong password.
+func (s PasswordStage) Authenticate(ctx context.Context, sess *uia.Session, a *uia.Auth) error {
+	var d struct {
+		Identifier struct {
+			Type string `json:"type"`
+			User string `json:"user"`
+		} `json:"identifier"`
+		User     string `json:"user"`
+		Password string `json:"password"`
+	}
+	if err := json.Unmarshal(a.Raw, &d); err != nil {
+		return uia.ErrBadAuth
+	}
+	if d.Password == "" {
+		return ErrMissingPassword
+	}
+	user := d.Identifier.User
+	if user == "" {
+		user = d.User
+	}
+	if user != "" && !SameUser(user, id.UserID(sess.UserID)) {
+		return ErrWrongPassword
+	}
+	ok, err := s.HS.CheckPassword(ctx, id.UserID(sess.UserID), d.Password)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrWrongPassword
+	}
+	return nil
+}
+
+// SameUser reports whether a user given as a localpart or a full user ID
+// names want.
+func SameUser(given string, want id.UserID) bool {
+	if strings.HasPrefix(given, "@") {
+		return strings.EqualFold(given, string(want))
+	}
+	return strings.EqualFold(given, want.Localpart())
+}
