@@ -1,0 +1,122 @@
+package homeserver
+
+import (
+	"context"
+	"errors"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"maunium.net/go/mautrix"
+)
+
+// errUnreachable is what a client sees when the homeserver cannot be reached.
+var errUnreachable = mautrix.RespError{
+	ErrCode:    mautrix.MUnknown.ErrCode,
+	Err:        "homeserver unreachable",
+	StatusCode: http.StatusBadGateway,
+}
+
+// Proxy returns a handler that streams any request through to the homeserver
+// unchanged: path and query as received (below the base URL's path), method,
+// headers and body, with X-Forwarded-For, -Host and -Proto set (see
+// Options.TrustForwardedHeaders) and hop-by-hop headers removed. Responses are
+// flushed as they arrive, so /sync long-polls and media downloads are not
+// buffered. It shares the client's keep-alive transport and has no overall
+// timeout. When the homeserver cannot be reached it answers 502
+// {"errcode":"M_UNKNOWN","error":"homeserver unreachable"} and logs the cause.
+func (c *Client) Proxy() http.Handler {
+	c.proxyOnce.Do(func() {
+		c.proxy = &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(c.base)
+				c.setForwarded(pr.Out.Header, pr.In)
+			},
+			Transport:     c.transport,
+			FlushInterval: -1,
+			ErrorLog:      log.New(logWriter{c.log}, "", 0),
+			ErrorHandler:  c.proxyError,
+		}
+	})
+	return c.proxy
+}
+
+// setForwarded sets X-Forwarded-For, -Host and -Proto on out for the inbound
+// request in. Without TrustForwardedHeaders the inbound values are ignored and
+// an inbound Forwarded header is dropped; with it, Forwarded is kept as is.
+func (c *Client) setForwarded(out http.Header, in *http.Request) {
+	var prior []string
+	out.Del("Forwarded")
+	if c.trustXFF {
+		prior = in.Header.Values("X-Forwarded-For")
+		if v := in.Header.Values("Forwarded"); len(v) > 0 {
+			out["Forwarded"] = append([]string(nil), v...)
+		}
+	}
+	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+		out.Set("X-Forwarded-For", strings.Join(append(prior, ip), ", "))
+	} else if len(prior) > 0 {
+		out.Set("X-Forwarded-For", strings.Join(prior, ", "))
+	} else {
+		out.Del("X-Forwarded-For")
+	}
+	host, proto := in.Host, "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	if c.trustXFF {
+		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+			host = v
+		}
+		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
+			proto = v
+		}
+	}
+	out.Set("X-Forwarded-Host", host)
+	out.Set("X-Forwarded-Proto", proto)
+}
+
+// ForwardedHeader returns the headers of r to pass to Do or Login: r's headers
+// without hop-by-hop ones, with X-Forwarded-For, -Host and -Proto set the way
+// Proxy sets them (inbound values count only with
+// Options.TrustForwardedHeaders).
+func (c *Client) ForwardedHeader(r *http.Request) http.Header {
+	h := r.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	removeHopHeaders(h)
+	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		h.Del(k)
+	}
+	c.setForwarded(h, r)
+	return h
+}
+
+// proxyError answers 502 without detail and logs the cause (never the query,
+// which may hold an access token).
+func (c *Client) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	entry := c.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "error": err})
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		entry.Debug("proxy: client went away")
+	} else {
+		entry.Warn("proxy: homeserver unreachable")
+	}
+	errUnreachable.Write(w)
+}
+
+// logWriter feeds httputil.ReverseProxy's own error log into logrus.
+type logWriter struct{ log logrus.FieldLogger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Warn("proxy: " + strings.TrimSpace(string(p)))
+	return len(p), nil
+}
