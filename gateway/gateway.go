@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/sirupsen/logrus"
+	"maunium.net/go/mautrix"
+
+	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/storage"
+	"github.com/matrix-2fa/matrix-2fa/uia"
+)
+
+// Config is the gateway's part of the configuration.
+type Config struct {
+	// LoginTTL is how long a held login waits for its second factor.
+	LoginTTL time.Duration
+	// TokenTTL is the lifetime of a loginToken from the sign-in page.
+	TokenTTL time.Duration
+	// UIATTL is the lifetime of a UIA session.
+	UIATTL time.Duration
+	// SSOProviderID and SSOProviderName name the "Sign in with 2FA" provider.
+	SSOProviderID   string
+	SSOProviderName string
+	// RedirectAllowlist lists URL prefixes the sign-in page may return to.
+	RedirectAllowlist []string
+	// ForbidBarePassword answers a correct bare password of an enrolled user
+	// with 403 M_FORBIDDEN (pointing to "Sign in with 2FA") instead of the
+	// 401 login challenge, for deployments whose clients cannot do UIA on /login.
+	ForbidBarePassword bool
+	// SweepInterval is how often expired held logins are logged out upstream.
+	SweepInterval time.Duration
+}
+
+// Options are the gateway's dependencies.
+type Options struct {
+	Config     Config
+	Homeserver *homeserver.Client
+	Accounts   *account.Service
+	Store      storage.Store
+	Box        *account.SecretBox
+	Logger     logrus.FieldLogger
+	Now        func() time.Time
+}
+
+// Gateway is the HTTP front of matrix-2fa.
+type Gateway struct {
+	cfg    Config
+	hs     *homeserver.Client
+	acc    *account.Service
+	store  storage.Store
+	box    *account.SecretBox
+	engine *uia.Engine
+	log    logrus.FieldLogger
+	now    func() time.Time
+	proxy  http.Handler
+	router *mux.Router
+}
+
+// New builds a gateway.
+func New(o Options) *Gateway {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = logrus.StandardLogger()
+	}
+	if o.Config.SweepInterval <= 0 {
+		o.Config.SweepInterval = 10 * time.Second
+	}
+	g := &Gateway{cfg: o.Config, hs: o.Homeserver, acc: o.Accounts, store: o.Store, box: o.Box, log: o.Logger, now: o.Now,
+		proxy: o.Homeserver.Proxy()}
+	g.engine = uia.New(o.Store, o.Config.UIATTL,
+		flows.TOTPStage{V: o.Accounts}, flows.RecoveryStage{V: o.Accounts}, flows.PasswordStage{HS: o.Homeserver})
+	g.engine.SetClock(o.Now)
+	g.router = g.routes()
+	return g
+}
+
+// Prefixes are the client API versions the gateway intercepts.
+var Prefixes = []string{"/_matrix/client/r0", "/_matrix/client/v3"}
+
+func (g *Gateway) routes() *mux.Router {
+	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
+	for _, p := range Prefixes {
+		r.HandleFunc(p+"/account/two-factor", g.authed(g.handleStatus)).Methods(http.MethodGet)
+		r.HandleFunc(p+"/account/two-factor/totp", g.authed(g.handleEnrol)).Methods(http.MethodPost)
+		r.HandleFunc(p+"/account/two-factor/totp", g.authed(g.handleDisable)).Methods(http.MethodDelete)
+		r.HandleFunc(p+"/account/two-factor/totp/confirm", g.authed(g.handleConfirm)).Methods(http.MethodPost)
+		r.HandleFunc(p+"/account/two-factor/recovery", g.authed(g.handleRegenerate)).Methods(http.MethodPost)
+		r.HandleFunc(p+"/login", g.handleLoginFlows).Methods(http.MethodGet)
+		r.HandleFunc(p+"/login", g.handleLogin).Methods(http.MethodPost)
+		r.HandleFunc(p+"/delete_devices", g.handleProtected).Methods(http.MethodPost)
+		r.HandleFunc(p+"/devices/{deviceId}", g.handleProtected).Methods(http.MethodDelete)
+		r.HandleFunc(p+"/account/password", g.handleProtected).Methods(http.MethodPost)
+		r.HandleFunc(p+"/account/deactivate", g.handleProtected).Methods(http.MethodPost)
+		r.HandleFunc(p+"/account/3pid/add", g.handleProtected).Methods(http.MethodPost)
+		r.HandleFunc(p+"/keys/device_signing/upload", g.handleProtected).Methods(http.MethodPost)
+	}
+	r.HandleFunc("/_matrix/client/v1/login/get_token", g.handleProtected).Methods(http.MethodPost)
+	r.HandleFunc("/health", g.handleHealth).Methods(http.MethodGet)
+	g.extraRoutes(r)
+	// Everything else, and other methods on our paths (CORS preflights
+	// included), goes to the homeserver untouched.
+	r.NotFoundHandler = g.proxy
+	r.MethodNotAllowedHandler = g.proxy
+	return r
+}
+
+// Router exposes the routes (for the spec test).
+func (g *Gateway) Router() *mux.Router { return g.router }
+
+// guarded matches paths of endpoints that must never reach the homeserver
+// unguarded under a version prefix we do not intercept.
+var guarded = regexp.MustCompile(`^/_matrix/client/[^/]+/(login|delete_devices|devices/[^/]+|account/password|account/deactivate|account/3pid/add|keys/device_signing/upload|login/get_token|account/two-factor(/.*)?)$`)
+
+// Handler is the gateway's http.Handler: request logging, panic recovery,
+// path canonicalisation, then the routes.
+func (g *Gateway) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rid := requestID()
+		l := g.log.WithFields(logrus.Fields{"request_id": rid, "method": r.Method, "path": r.URL.Path})
+		r = withLogger(r, l)
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				l.WithField("panic", p).Error("handler panicked")
+				if rec.status == 0 {
+					writeMatrixError(rec, mautrix.MUnknown.WithMessage("Internal server error").WithStatus(http.StatusInternalServerError))
+				}
+			}
+			l.WithFields(logrus.Fields{"status": rec.status, "duration_ms": time.Since(start).Milliseconds()}).Debug("request")
+		}()
+		if r.Method != http.MethodOptions && strings.HasPrefix(r.URL.Path, "/_matrix/client/") {
+			canon := path.Clean(r.URL.Path)
+			if canon != r.URL.EscapedPath() && guarded.MatchString(canon) {
+				// A non-canonical spelling (double slash, trailing slash,
+				// percent-encoding) of an intercepted path is routed as the
+				// canonical one, never passed through unguarded.
+				r.URL.Path, r.URL.RawPath = canon, ""
+			}
+			var m mux.RouteMatch
+			if guarded.MatchString(r.URL.Path) && !g.router.Match(r, &m) && m.MatchErr != mux.ErrMethodMismatch {
+				writeMatrixError(rec, mautrix.MUnrecognized.WithMessage("Unrecognized request"))
+				return
+			}
+		}
+		g.router.ServeHTTP(rec, r)
+	})
+}
+
+// Run sweeps expired sessions until ctx ends: held logins are logged out
+// upstream so an abandoned or failed login leaves no usable token behind.
+func (g *Gateway) Run(ctx context.Context) {
+	t := time.NewTicker(g.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		g.Sweep(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (g *Gateway) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

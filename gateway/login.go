@@ -1,0 +1,202 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/uia"
+)
+
+// copyResponse writes an upstream response unchanged.
+func copyResponse(w http.ResponseWriter, resp *homeserver.Response) {
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	w.WriteHeader(resp.Status)
+	w.Write(resp.Body)
+}
+
+// handleLoginFlows adds "Sign in with 2FA" (m.login.sso with our identity
+// provider) and m.login.token to the homeserver's login flows.
+func (g *Gateway) handleLoginFlows(w http.ResponseWriter, r *http.Request) {
+	resp, err := g.hs.Do(r.Context(), http.MethodGet, r.URL.RequestURI(), g.hs.ForwardedHeader(r), nil)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var body struct {
+		Flows []map[string]any `json:"flows"`
+	}
+	if resp.Status != http.StatusOK || json.Unmarshal(resp.Body, &body) != nil {
+		copyResponse(w, resp)
+		return
+	}
+	idp := map[string]any{"id": g.cfg.SSOProviderID, "name": g.cfg.SSOProviderName}
+	hasSSO, hasToken := false, false
+	for _, f := range body.Flows {
+		switch f["type"] {
+		case "m.login.sso":
+			hasSSO = true
+			list, _ := f["identity_providers"].([]any)
+			f["identity_providers"] = append(list, idp)
+		case "m.login.token":
+			hasToken = true
+		}
+	}
+	if !hasSSO {
+		body.Flows = append(body.Flows, map[string]any{"type": "m.login.sso", "identity_providers": []any{idp}})
+	}
+	if !hasToken {
+		body.Flows = append(body.Flows, map[string]any{"type": "m.login.token"})
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// handleLogin is POST /login: password and token logins go to the homeserver
+// first; for an enrolled user the homeserver's answer is held behind the 2FA
+// stage. Users without 2FA, wrong passwords and appservice logins get the
+// homeserver's answer unchanged.
+func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
+	raw, err := readBody(w, r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	obj, err := parseObject(raw)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	// A continuation: {"auth":{…,"session":S}} or a top-level 2FA auth dict.
+	if authRaw, ok := obj["auth"]; ok && string(authRaw) != "null" {
+		a, err := uia.ParseAuth(authRaw)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		g.continueLogin(w, r, a)
+		return
+	}
+	typ, _, err := stringField(obj, "type")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if flows.IsSecondFactor(typ) {
+		a, err := uia.ParseAuth(raw)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		g.continueLogin(w, r, a)
+		return
+	}
+	if typ == flows.StageToken {
+		if tok, _, _ := stringField(obj, "token"); tok != "" && g.redeemLoginToken(w, r, tok, obj) {
+			return
+		}
+	}
+	resp, err := g.hs.Login(r.Context(), raw, g.hs.ForwardedHeader(r))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if resp.Status != http.StatusOK || (typ != flows.StagePassword && typ != flows.StageToken) {
+		copyResponse(w, resp)
+		return
+	}
+	var login mautrix.RespLogin
+	if err := json.Unmarshal(resp.Body, &login); err != nil || login.UserID == "" || login.AccessToken == "" {
+		copyResponse(w, resp)
+		return
+	}
+	enabled, err := g.acc.Enabled(r.Context(), string(login.UserID))
+	if err != nil {
+		g.hs.Logout(r.Context(), login.AccessToken) // never release a token unchecked
+		writeError(w, r, err)
+		return
+	}
+	if !enabled {
+		copyResponse(w, resp)
+		return
+	}
+	l := logger(r).WithField("user_id", login.UserID)
+	if g.cfg.ForbidBarePassword {
+		if err := g.hs.Logout(r.Context(), login.AccessToken); err != nil {
+			l.WithError(err).Error("logging out a refused bare-password login")
+		}
+		writeMatrixError(w, mautrix.MForbidden.WithMessage("Two-factor authentication is enabled for this account: use \"%s\"", g.cfg.SSOProviderName))
+		return
+	}
+	sealed, err := g.sealHeld(string(login.UserID), resp.Body)
+	if err != nil {
+		g.hs.Logout(r.Context(), login.AccessToken)
+		writeError(w, r, err)
+		return
+	}
+	req := uia.Request{Method: http.MethodPost, Path: heldLoginPath, UserID: string(login.UserID)}
+	s, err := g.engine.Start(r.Context(), req, flows.After(typ), "", sealed, g.cfg.LoginTTL)
+	if err == nil {
+		err = g.engine.MarkCompleted(r.Context(), s, typ)
+	}
+	if err != nil {
+		g.hs.Logout(r.Context(), login.AccessToken)
+		writeError(w, r, err)
+		return
+	}
+	l.Info("login held for the second factor")
+	writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+}
+
+// continueLogin runs the 2FA stage of a held login and releases the held
+// homeserver response when a flow is complete.
+func (g *Gateway) continueLogin(w http.ResponseWriter, r *http.Request, a *uia.Auth) {
+	ctx := r.Context()
+	s, err := g.engine.LoadAny(ctx, a.Session)
+	if err == nil && (s.Method != http.MethodPost || s.Path != heldLoginPath) {
+		err = uia.ErrSessionMismatch
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	l := logger(r).WithField("user_id", s.UserID)
+	if a.Type != "" {
+		if err := g.engine.Attempt(ctx, s, a); err != nil {
+			if _, locked := account.IsLocked(err); locked {
+				// Locked out: the held login dies now.
+				if taken, terr := g.engine.Finish(ctx, s); terr == nil {
+					if derr := g.discardHeld(ctx, taken.UIASession); derr != nil {
+						l.WithError(derr).Error("logging out a locked-out held login")
+					}
+				}
+			}
+			g.writeUIAError(w, r, s, err)
+			return
+		}
+	}
+	if !s.Done() {
+		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+		return
+	}
+	taken, err := g.engine.Finish(ctx, s)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	body, err := g.openHeld(taken.UserID, taken.Data)
+	if err != nil {
+		writeError(w, r, errors.Join(errors.New("opening a held login"), err))
+		return
+	}
+	l.Info("login released after the second factor")
+	writeRawJSON(w, http.StatusOK, body)
+}

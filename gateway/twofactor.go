@@ -1,0 +1,208 @@
+package gateway
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/sirupsen/logrus"
+	"maunium.net/go/mautrix"
+
+	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/uia"
+)
+
+type authedHandler func(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI)
+
+// authed resolves the access token to a user with the homeserver's whoami
+// (cached) before calling h; no or a bad token is answered by the homeserver's
+// own error (M_MISSING_TOKEN / M_UNKNOWN_TOKEN).
+func (g *Gateway) authed(h authedHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := accessToken(r)
+		if tok == "" {
+			writeMatrixError(w, mautrix.MMissingToken.WithMessage("Missing access token"))
+			return
+		}
+		who, err := g.hs.WhoAmI(r.Context(), tok)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		r = withLogger(r, logger(r).WithField("user_id", who.UserID))
+		h(w, r, who)
+	}
+}
+
+type statusResponse struct {
+	TOTP struct {
+		Enabled   bool   `json:"enabled"`
+		EnabledAt *int64 `json:"enabled_at"`
+		Pending   bool   `json:"pending"`
+	} `json:"totp"`
+	Recovery struct {
+		Remaining   int    `json:"remaining"`
+		GeneratedAt *int64 `json:"generated_at"`
+	} `json:"recovery"`
+}
+
+func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
+	st, err := g.acc.Status(r.Context(), string(who.UserID))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var out statusResponse
+	out.TOTP.Enabled, out.TOTP.Pending, out.Recovery.Remaining = st.Enabled, st.Pending, st.Remaining
+	if st.Enabled {
+		ms := st.EnabledAt.UnixMilli()
+		out.TOTP.EnabledAt = &ms
+	}
+	if !st.GeneratedAt.IsZero() {
+		ms := st.GeneratedAt.UnixMilli()
+		out.Recovery.GeneratedAt = &ms
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// uiaRound reads the body, runs one UIA round for the user's request with
+// flows and answers the challenge or the error itself; it returns true when
+// the operation is authorised (exactly once).
+func (g *Gateway) uiaRound(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI, fl [][]string) bool {
+	_, body, err := readObject(w, r)
+	if err != nil {
+		writeError(w, r, err)
+		return false
+	}
+	var a *uia.Auth
+	if raw, ok := body["auth"]; ok && string(raw) != "null" {
+		if a, err = uia.ParseAuth(raw); err != nil {
+			writeError(w, r, err)
+			return false
+		}
+	}
+	req := uia.Request{Method: r.Method, Path: r.URL.Path, UserID: string(who.UserID)}
+	step, err := g.engine.Authorize(r.Context(), req, fl, a)
+	if err != nil {
+		g.writeUIAError(w, r, step.Session, err)
+		return false
+	}
+	if !step.Done {
+		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(step.Session, nil))
+		return false
+	}
+	return true
+}
+
+// writeUIAError answers a failed UIA round: a failed stage inside a session
+// gets the 401 challenge with the error merged in (the spec's form); anything
+// else gets its plain Matrix error.
+func (g *Gateway) writeUIAError(w http.ResponseWriter, r *http.Request, s *uia.Session, err error) {
+	if s != nil && flows.IsStageFailure(err) {
+		logger(r).WithError(err).Info("UIA stage failed")
+		re := flows.MatrixError(err)
+		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, &re))
+		return
+	}
+	writeError(w, r, err)
+}
+
+type enrolResponse struct {
+	Secret      string         `json:"secret"`
+	URI         string         `json:"uri"`
+	QRSVG       string         `json:"qr_svg"`
+	QRPNG       string         `json:"qr_png"`
+	Params      account.Params `json:"params"`
+	ExpiresInMS int64          `json:"expires_in_ms"`
+}
+
+func (g *Gateway) handleEnrol(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
+	enabled, err := g.acc.Enabled(r.Context(), string(who.UserID))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if !g.uiaRound(w, r, who, flows.ForEndpoint(flows.EnrolTOTP, enabled)) {
+		return
+	}
+	en, err := g.acc.Enrol(r.Context(), string(who.UserID))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, enrolResponse{
+		Secret: en.Secret, URI: en.URI, QRSVG: en.QRSVG, QRPNG: base64.StdEncoding.EncodeToString(en.QRPNG),
+		Params: en.Params, ExpiresInMS: en.ExpiresAt.Sub(g.now()).Milliseconds(),
+	})
+}
+
+type codesResponse struct {
+	RecoveryCodes []string `json:"recovery_codes"`
+}
+
+func (g *Gateway) handleConfirm(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
+	_, body, err := readObject(w, r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	code, ok, err := stringField(body, "code")
+	if err == nil && !ok {
+		code, _, err = stringField(body, "token")
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	codes, err := g.acc.Confirm(r.Context(), string(who.UserID), code)
+	if err != nil {
+		if errors.Is(err, account.ErrInvalidCode) {
+			logger(r).WithError(err).Info("enrolment confirmation failed")
+		}
+		writeError(w, r, err)
+		return
+	}
+	logger(r).Info("two-factor authentication enabled")
+	writeJSON(w, http.StatusOK, codesResponse{RecoveryCodes: codes})
+}
+
+// requireEnabled answers 400 M_INVALID_PARAM before any UIA when 2FA is off.
+func (g *Gateway) requireEnabled(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) bool {
+	enabled, err := g.acc.Enabled(r.Context(), string(who.UserID))
+	if err == nil && !enabled {
+		err = account.ErrNotEnabled
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
+func (g *Gateway) handleDisable(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
+	if !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, flows.ForEndpoint(flows.DisableTOTP, true)) {
+		return
+	}
+	if err := g.acc.Disable(r.Context(), string(who.UserID)); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	logger(r).Info("two-factor authentication disabled")
+	writeJSON(w, http.StatusOK, json.RawMessage(`{}`))
+}
+
+func (g *Gateway) handleRegenerate(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
+	if !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, flows.ForEndpoint(flows.Regenerate, true)) {
+		return
+	}
+	codes, err := g.acc.Regenerate(r.Context(), string(who.UserID))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	logger(r).WithFields(logrus.Fields{"count": len(codes)}).Info("recovery codes regenerated")
+	writeJSON(w, http.StatusOK, codesResponse{RecoveryCodes: codes})
+}
