@@ -236,3 +236,10 @@ func (e *env) enrol(localpart string) *enrolled {
 	}
 	return en
 }
+
+type (
+	gatewayConfig = gateway.Config
+	accountConfig = account.Config
+)
+
+func base32NoPad(b []byte) string { return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b) }

@@ -65,7 +65,7 @@ func writeMatrixError(w http.ResponseWriter, re mautrix.RespError) {
 	for k, v := range re.ExtraHeader {
 		w.Header().Set(k, v)
 	}
-	writeJSON(w, re.StatusCode, re)
+	writeJSON(w, re.StatusCode, &re)
 }
 
 // readBody reads at most MaxBody bytes of the request body.
