@@ -243,3 +243,5 @@ type (
 )
 
 func base32NoPad(b []byte) string { return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b) }
+
+func decodeB32(s string) ([]byte, error) { return base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(s) }

@@ -1,0 +1,193 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/matrix-2fa/matrix-2fa/account"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// Listen is the gateway's address.
+	Listen string `yaml:"listen"`
+	// Homeserver is the base URL of the homeserver's client API (on loopback).
+	Homeserver string `yaml:"homeserver"`
+	// PublicBaseURL is the URL clients use to reach the gateway; used in the
+	// pages and redirects. Empty: derived from each request.
+	PublicBaseURL string `yaml:"public_base_url"`
+	// DataDir holds the SQLite file and the key file unless they are set.
+	DataDir string `yaml:"data_dir"`
+	// Database is the SQLite file (default DataDir/matrix-2fa.db).
+	Database string `yaml:"database"`
+	// SQLiteSynchronous is NORMAL (default) or FULL.
+	SQLiteSynchronous string `yaml:"sqlite_synchronous"`
+	// KeyFile holds the base64 encryption key (default DataDir/secret.key,
+	// created with mode 0600 on first run).
+	KeyFile string `yaml:"key_file"`
+	// Key is the base64 encryption key inline; it takes precedence over KeyFile.
+	Key string `yaml:"key"`
+
+	TwoFactor account.Config `yaml:"two_factor"`
+	Login     Login          `yaml:"login"`
+	UIA       UIA            `yaml:"uia"`
+	WhoAmITTL time.Duration  `yaml:"whoami_cache_ttl"`
+	Log       Log            `yaml:"log"`
+}
+
+// Login configures the login interception and the "Sign in with 2FA" page.
+type Login struct {
+	// SessionTTL is how long a held login waits for its second factor.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// TokenTTL is the lifetime of a loginToken from the sign-in page.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// SSOProviderID and SSOProviderName name the identity provider offered in GET /login.
+	SSOProviderID   string `yaml:"sso_provider_id"`
+	SSOProviderName string `yaml:"sso_provider_name"`
+	// RedirectAllowlist lists URL prefixes the sign-in page may redirect to
+	// without asking the user.
+	RedirectAllowlist []string `yaml:"redirect_allowlist"`
+}
+
+// UIA configures user-interactive authentication sessions.
+type UIA struct {
+	SessionTTL time.Duration `yaml:"session_ttl"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration used where the file says nothing.
+func Default() Config {
+	return Config{
+		Listen:            "127.0.0.1:8009",
+		DataDir:           "./data",
+		SQLiteSynchronous: "NORMAL",
+		TwoFactor:         account.DefaultConfig(),
+		Login: Login{
+			SessionTTL: 5 * time.Minute, TokenTTL: 2 * time.Minute,
+			SSOProviderID: "matrix-2fa", SSOProviderName: "Sign in with 2FA",
+		},
+		UIA:       UIA{SessionTTL: 15 * time.Minute},
+		WhoAmITTL: 30 * time.Second,
+		Log:       Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads the YAML file at path over the defaults; an empty path means
+// defaults only. Unknown keys are an error. It does not validate.
+func Load(path string) (Config, error) {
+	c := Default()
+	if path == "" {
+		return c, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// io.EOF: an empty (or comments-only) file means "no settings".
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("config: %s: %w", path, err)
+	}
+	// "redirect_allowlist: []" (as generate-config writes it) is the default.
+	if len(c.Login.RedirectAllowlist) == 0 {
+		c.Login.RedirectAllowlist = nil
+	}
+	return c, nil
+}
+
+// DatabasePath is the SQLite file path.
+func (c Config) DatabasePath() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return filepath.Join(c.DataDir, "matrix-2fa.db")
+}
+
+// KeyFilePath is the key file path.
+func (c Config) KeyFilePath() string {
+	if c.KeyFile != "" {
+		return c.KeyFile
+	}
+	return filepath.Join(c.DataDir, "secret.key")
+}
+
+// Validate returns every problem with c at once (nil when there is none).
+func (c Config) Validate() []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Homeserver == "" {
+		add("homeserver: required (the homeserver's client API base URL, e.g. http://127.0.0.1:8008)")
+	} else if u, err := url.Parse(c.Homeserver); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add("homeserver: %q is not an http(s) URL", c.Homeserver)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen: %q is not host:port", c.Listen)
+	}
+	if c.PublicBaseURL != "" {
+		if u, err := url.Parse(c.PublicBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("public_base_url: %q is not an http(s) URL", c.PublicBaseURL)
+		}
+	}
+	if c.DataDir == "" && (c.Database == "" || (c.KeyFile == "" && c.Key == "")) {
+		add("data_dir: required unless database and key_file (or key) are set")
+	}
+	if s := strings.ToUpper(c.SQLiteSynchronous); s != "NORMAL" && s != "FULL" {
+		add("sqlite_synchronous: must be NORMAL or FULL, not %q", c.SQLiteSynchronous)
+	}
+	if c.Key != "" {
+		if _, err := account.ParseKey(c.Key); err != nil {
+			add("key: %v", err)
+		}
+	}
+	for _, err := range c.TwoFactor.WithDefaults().Validate() {
+		add("two_factor: %v", err)
+	}
+	if c.Login.SessionTTL < 30*time.Second || c.Login.SessionTTL > time.Hour {
+		add("login.session_ttl: must be between 30s and 1h, not %s", c.Login.SessionTTL)
+	}
+	if c.Login.TokenTTL < 10*time.Second || c.Login.TokenTTL > 10*time.Minute {
+		add("login.token_ttl: must be between 10s and 10m, not %s", c.Login.TokenTTL)
+	}
+	if c.Login.SSOProviderID == "" || strings.ContainsAny(c.Login.SSOProviderID, "/?#% ") {
+		add("login.sso_provider_id: must be a non-empty URL path segment, not %q", c.Login.SSOProviderID)
+	}
+	if c.Login.SSOProviderName == "" {
+		add("login.sso_provider_name: required")
+	}
+	for _, p := range c.Login.RedirectAllowlist {
+		if u, err := url.Parse(p); err != nil || u.Scheme == "" || u.Host == "" {
+			add("login.redirect_allowlist: %q is not an absolute URL prefix", p)
+		}
+	}
+	if c.UIA.SessionTTL < time.Minute || c.UIA.SessionTTL > 48*time.Hour {
+		add("uia.session_ttl: must be between 1m and 48h, not %s", c.UIA.SessionTTL)
+	}
+	if c.WhoAmITTL < 0 || c.WhoAmITTL > 10*time.Minute {
+		add("whoami_cache_ttl: must be between 0 and 10m, not %s", c.WhoAmITTL)
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "trace", "debug", "info", "warn", "warning", "error":
+	default:
+		add("log.level: %q is not one of trace, debug, info, warn, error", c.Log.Level)
+	}
+	if f := strings.ToLower(c.Log.Format); f != "text" && f != "json" {
+		add("log.format: must be text or json, not %q", c.Log.Format)
+	}
+	return errs
+}

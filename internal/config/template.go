@@ -1,0 +1,114 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// templateFuncs quote values so that any string (quotes, backslashes, '#')
+// survives the round trip: a JSON string or array is valid YAML flow syntax.
+var templateFuncs = template.FuncMap{
+	"q": func(v any) string {
+		switch x := v.(type) {
+		case time.Duration:
+			v = x.String()
+		case []string:
+			if x == nil {
+				v = []string{}
+			}
+		}
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			panic(err) // only strings, durations and string slices are quoted
+		}
+		return strings.TrimSuffix(b.String(), "\n")
+	},
+}
+
+var fileTemplate = template.Must(template.New("config").Funcs(templateFuncs).Parse(`# matrix-2fa configuration.
+# Every option has a default; 'matrix-2fa serve --homeserver URL' runs with none.
+# Durations use Go syntax: 30s, 5m, 1h.
+
+# Address the gateway listens on. Point clients (and your reverse proxy's
+# /_matrix/client) here; keep the homeserver itself on loopback only.
+listen: {{q .Listen}}
+
+# Base URL of the homeserver's client-server API.
+homeserver: {{q .Homeserver}}
+
+# URL clients use to reach the gateway (for pages and redirects).
+# Empty: taken from each request's Host header.
+public_base_url: {{q .PublicBaseURL}}
+
+# Directory for the SQLite database and the encryption key file.
+data_dir: {{q .DataDir}}
+{{if .Database}}database: {{q .Database}}{{else}}# database: {{q .DatabasePath}}{{end}}
+# SQLite durability: NORMAL survives a process crash, FULL also a power loss.
+sqlite_synchronous: {{q .SQLiteSynchronous}}
+
+# TOTP secrets are encrypted at rest (AES-256-GCM). The key file is created
+# with mode 0600 on first run; back it up, without it no secret can be read.
+{{if .KeyFile}}key_file: {{q .KeyFile}}{{else}}# key_file: {{q .KeyFilePath}}{{end}}
+# Or give the base64 key inline (it then wins over key_file):
+{{if .Key}}key: {{q .Key}}{{else}}# key: ""{{end}}
+
+two_factor:
+  # Name shown in authenticator apps.
+  issuer: {{q .TwoFactor.Issuer}}
+  # TOTP parameters for new enrolments (existing ones keep theirs).
+  algorithm: {{q .TwoFactor.Algorithm}}   # SHA1, SHA256 or SHA512
+  digits: {{.TwoFactor.Digits}}             # 6 or 8
+  period: {{.TwoFactor.Period}}            # seconds
+  # Accepted clock drift, in steps either side of now.
+  skew: {{.TwoFactor.Skew}}
+  secret_size: {{.TwoFactor.SecretSize}}       # bytes, at least 20
+  # How long an unconfirmed enrolment stays valid.
+  enrolment_ttl: {{q .TwoFactor.EnrolmentTTL}}
+  recovery_codes: {{.TwoFactor.RecoveryCodes}}
+  # Failed 2FA attempts per user (TOTP and recovery together) before every
+  # attempt is refused with 429 M_LIMIT_EXCEEDED until the window has passed.
+  lockout_limit: {{.TwoFactor.LockoutLimit}}
+  lockout_window: {{q .TwoFactor.LockoutWindow}}
+  # argon2id cost of recovery-code hashes, and how many may run at once.
+  argon2:
+    time: {{.TwoFactor.Argon2.Time}}
+    memory_kib: {{.TwoFactor.Argon2.MemoryKiB}}
+    threads: {{.TwoFactor.Argon2.Threads}}
+  hashes_at_once: {{.TwoFactor.HashesAtOnce}}
+
+login:
+  # How long a correct password waits for its second factor.
+  session_ttl: {{q .Login.SessionTTL}}
+  # Lifetime of the single-use loginToken from the "Sign in with 2FA" page.
+  token_ttl: {{q .Login.TokenTTL}}
+  sso_provider_id: {{q .Login.SSOProviderID}}
+  sso_provider_name: {{q .Login.SSOProviderName}}
+  # Clients the sign-in page may return to without asking, as URL prefixes,
+  # e.g. "https://app.element.io/". Others need the user's confirmation.
+  redirect_allowlist: {{q .Login.RedirectAllowlist}}
+
+uia:
+  # Lifetime of a user-interactive authentication session.
+  session_ttl: {{q .UIA.SessionTTL}}
+
+# How long a token's identity (GET /account/whoami) is cached.
+whoami_cache_ttl: {{q .WhoAmITTL}}
+
+log:
+  level: {{q .Log.Level}}    # trace, debug, info, warn, error
+  format: {{q .Log.Format}}   # text or json
+`))
+
+// Template renders the commented configuration file for c.
+func Template(c Config) []byte {
+	var b bytes.Buffer
+	if err := fileTemplate.Execute(&b, c); err != nil {
+		panic(err) // the template and Config are fixed at compile time
+	}
+	return b.Bytes()
+}
