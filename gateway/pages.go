@@ -1,18 +1,12 @@
 package gateway
 
-import (
-	"encoding/json"
-	"net/http"
+import "github.com/gorilla/mux"
 
-	"github.com/gorilla/mux"
-)
-
-// extraRoutes registers the pages (fallback, sign-in, self-service).
-func (g *Gateway) extraRoutes(r *mux.Router) {}
-
-// redeemLoginToken exchanges a loginToken issued by the sign-in page for its
-// held login; it returns false for tokens it did not issue (they go to the
-// homeserver).
-func (g *Gateway) redeemLoginToken(w http.ResponseWriter, r *http.Request, token string, body map[string]json.RawMessage) bool {
-	return false
+// extraRoutes registers the pages: the assets, the UIA fallback pages, the
+// "Sign in with 2FA" page and the self-service page.
+func (g *Gateway) extraRoutes(r *mux.Router) {
+	r.PathPrefix(StaticPrefix).Handler(staticHandler()).Methods("GET")
+	g.fallbackRoutes(r)
+	g.ssoRoutes(r)
+	g.selfServiceRoutes(r)
 }

@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The pages (fallback, sign-in, self-service) are server-rendered from
+// embedded templates. Each template file under web/templates defines a block
+// named after the file ("fallback.html", …) that uses "layout" from
+// layout.html. Nothing is loaded from another origin: the one stylesheet is
+// served by the gateway, and inline scripts run only with the page's nonce.
+
+//go:embed web/templates/*.html
+var templateFS embed.FS
+
+//go:embed web/static
+var staticFS embed.FS
+
+var (
+	pagesOnce sync.Once
+	pages     *template.Template
+)
+
+func pageTemplates() *template.Template {
+	pagesOnce.Do(func() {
+		pages = template.Must(template.New("").Funcs(template.FuncMap{
+			"join": strings.Join,
+		}).ParseFS(templateFS, "web/templates/*.html"))
+	})
+	return pages
+}
+
+// StaticPrefix is where the pages' assets are served.
+const StaticPrefix = "/_matrix2fa/static/"
+
+func staticHandler() http.Handler {
+	sub, _ := fs.Sub(staticFS, "web/static")
+	files := http.StripPrefix(StaticPrefix, http.FileServer(http.FS(sub)))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		files.ServeHTTP(w, r)
+	})
+}
+
+// PageData is what every page template gets, plus its own fields in Data.
+type PageData struct {
+	Title string
+	// Nonce authorises the page's inline scripts under its CSP.
+	Nonce string
+	// CSRF is the token forms must send back in the "csrf" field.
+	CSRF string
+	// Error is shown inline above the form.
+	Error string
+	Data  any
+}
+
+func newNonce() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return base64.RawStdEncoding.EncodeToString(b)
+}
+
+// renderPage writes template name with a strict Content-Security-Policy: only
+// this origin, inline scripts only with the nonce, images also from data: (the
+// QR code), no framing, forms only to this origin.
+func renderPage(w http.ResponseWriter, status int, name string, d PageData) {
+	if d.Nonce == "" {
+		d.Nonce = newNonce()
+	}
+	var buf bytes.Buffer
+	if err := pageTemplates().ExecuteTemplate(&buf, name, d); err != nil {
+		http.Error(w, "internal error rendering the page", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+d.Nonce+"'; style-src 'self'; img-src 'self' data:; "+
+		"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// csrfToken is an HMAC of a purpose and a binding (a session ID, a cookie
+// value) under a per-process key, valid for the hour it was made in and the
+// next; checkCSRF verifies it in constant time.
+var csrfKey = func() []byte { b := make([]byte, 32); rand.Read(b); return b }()
+
+func csrfToken(purpose, binding string, now time.Time) string {
+	return csrfAt(purpose, binding, now.Unix()/3600)
+}
+
+func csrfAt(purpose, binding string, hour int64) string {
+	m := hmac.New(sha256.New, csrfKey)
+	m.Write([]byte(purpose + "\x00" + binding + "\x00"))
+	m.Write([]byte{byte(hour >> 56), byte(hour >> 48), byte(hour >> 40), byte(hour >> 32), byte(hour >> 24), byte(hour >> 16), byte(hour >> 8), byte(hour)})
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func checkCSRF(purpose, binding, token string, now time.Time) bool {
+	h := now.Unix() / 3600
+	ok := hmac.Equal([]byte(token), []byte(csrfAt(purpose, binding, h)))
+	ok = hmac.Equal([]byte(token), []byte(csrfAt(purpose, binding, h-1))) || ok
+	return ok
+}
