@@ -342,6 +342,7 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/health", true},
 		{"GET", "/_matrix2fa/", true},
 		{"POST", "/_matrix2fa/", true},
+		{"GET", "/_matrix2fa/static/{file}", true},
 
 		// Not served by the gateway itself.
 		{"POST", "/_matrix/client/r0/login/get_token", false},
