@@ -21,7 +21,12 @@ import (
 
 // fuzzGateway is a gateway in front of a minimal fake homeserver (the one
 // neighbour a fuzz test isolates): whoami knows one token; login refuses.
-func fuzzGateway(f *testing.F) http.Handler {
+func fuzzGateway(f testing.TB) http.Handler { return fakeHSGateway(f).Handler() }
+
+// fuzzlessGateway is the same gateway, for tests that need only its router.
+func fuzzlessGateway(t testing.TB) *gateway.Gateway { return fakeHSGateway(t) }
+
+func fakeHSGateway(f testing.TB) *gateway.Gateway {
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		switch {
@@ -71,7 +76,7 @@ func fuzzGateway(f *testing.F) http.Handler {
 	}
 	gw := gateway.New(gateway.Options{Config: gateway.Config{LoginTTL: time.Minute, TokenTTL: time.Minute, UIATTL: time.Minute,
 		SSOProviderID: "x", SSOProviderName: "x"}, Homeserver: client, Accounts: acc, Store: db, Box: box, Logger: quiet})
-	return gw.Handler()
+	return gw
 }
 
 var fuzzRoutes = []struct{ method, path string }{
