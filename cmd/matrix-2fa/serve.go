@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// shutdownTimeout bounds how long serve waits for requests in flight.
+const shutdownTimeout = 10 * time.Second
+
+func (c *cli) serve(ctx context.Context, args []string) int {
+	fset := c.newFlagSet("serve", "serve [--config FILE] [--homeserver URL] [--listen ADDR] [--data-dir DIR]")
+	var cf configFlags
+	cf.register(fset, true)
+	rest, code, ok := parseArgs(fset, args)
+	if !ok {
+		return code
+	}
+	if !c.wantArgs(fset, rest) {
+		return exitUsage
+	}
+	cfg, ok := c.loadValid("serve", &cf, true)
+	if !ok {
+		return exitUsage
+	}
+	log := newLogger(cfg.Log, c.stderr)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	core, err := openCore(ctx, cfg, log)
+	if err != nil {
+		log.WithError(err).Error("cannot start")
+		return exitError
+	}
+	defer core.Close()
+	log.WithField("database", cfg.DatabasePath()).WithField("key_id", core.box.KeyID()).Info("database open, encryption key checked")
+
+	handler, release, err := newHandler(core, cfg, log)
+	if err != nil {
+		log.WithError(err).Error("cannot set up the HTTP handler")
+		return exitError
+	}
+	defer release()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		log.WithError(err).Error("cannot listen")
+		return exitError
+	}
+	errLog, closeErrLog := newStdLogger(log)
+	defer closeErrLog()
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          errLog,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.WithField("homeserver", cfg.Homeserver).Infof("listening on %s", ln.Addr())
+
+	select {
+	case err := <-served:
+		log.WithError(err).Error("server stopped")
+		return exitError
+	case <-ctx.Done():
+	}
+	stop() // a second signal now kills the process the default way
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.WithError(err).Error("graceful shutdown did not finish; closing connections")
+		srv.Close()
+		return exitError
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.WithError(err).Error("server stopped")
+		return exitError
+	}
+	log.Info("stopped")
+	return exitOK
+}
