@@ -6,7 +6,7 @@
 #   2. builds the test-only Dendrite homeserver (internal/tools/dendrite/bin)
 #   3. gofmt and go vet
 #   4. go test ./...
-#   5. browser tests (when present)
+#   5. browser tests (run by go test in step 4: TestBrowser*, tests/browser)
 #
 # Needs Go (the version in go.mod, or any Go that can fetch that toolchain).
 set -euo pipefail
@@ -28,6 +28,10 @@ for p in "${PACKAGES[@]}"; do
 		missing+=("$p")
 	fi
 done
+# node + npm: the browser tests (tests/browser, run by the Go tests). Only when
+# the commands are missing: a node from elsewhere may bundle its own npm.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]} > 0)); then
 	echo "installing: ${missing[*]}"
 	SUDO=()
@@ -41,12 +45,18 @@ if ((${#missing[@]} > 0)); then
 else
 	echo "all present: ${PACKAGES[*]}"
 fi
-for c in oathtool zbarimg chromium chromedriver gcc; do
+for c in oathtool zbarimg chromium chromedriver gcc node npm; do
 	command -v "$c" >/dev/null 2>&1 || die "$c is not on PATH after installing packages"
 done
 command -v go >/dev/null 2>&1 || die "go is not on PATH; install Go (see go.mod for the version)"
 go version
 export CGO_ENABLED=1 # mattn/go-sqlite3 needs cgo; fail loudly rather than build a stub
+# playwright-core for the browser tests, from the committed lock file; never a
+# browser download (they use the system Chromium).
+if [ ! -d tests/browser/node_modules ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules ]; then
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/browser --no-audit --no-fund
+	touch tests/browser/node_modules
+fi
 
 # ---------------------------------------------------------------------------
 step "2/5 Dendrite test homeserver"
@@ -82,11 +92,9 @@ go test -count=1 -timeout 40m ./...
 
 # ---------------------------------------------------------------------------
 step "5/5 browser tests"
-# >>> Browser test step: tests/browser/run.sh is added separately. <<<
-if [ -f tests/browser/run.sh ]; then
-	bash tests/browser/run.sh
-else
-	echo "tests/browser/run.sh not present; skipped"
-fi
+# Run in step 4: the Go tests TestBrowser* (gateway/*_test.go) start the
+# scripts under tests/browser in headless Chromium (gateway/browser_helpers_test.go)
+# and fail, never skip, when node, Chromium or playwright-core is missing.
+echo "run by go test in step 4 (TestBrowser*)"
 
 step "all tests passed"
