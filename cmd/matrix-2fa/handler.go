@@ -1,23 +1,45 @@
 package main
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/matrix-2fa/matrix-2fa/gateway"
+	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/internal/config"
 )
 
-// newHandler returns the HTTP handler serve runs, and a function that releases
-// what the handler holds (called after the server has shut down).
-//
-// For now it serves only GET /health; the gateway replaces this body.
+// newHandler returns the gateway's HTTP handler, and a function that stops
+// what it runs in the background (the sweeper of expired held logins); it is
+// called after the server has shut down.
 func newHandler(core *core, cfg config.Config, log *logrus.Logger) (http.Handler, func(), error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	hs, err := homeserver.New(cfg.Homeserver, homeserver.Options{WhoAmITTL: cfg.WhoAmITTL, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	gw := gateway.New(gateway.Options{
+		Config: gateway.Config{
+			LoginTTL:           cfg.Login.SessionTTL,
+			TokenTTL:           cfg.Login.TokenTTL,
+			UIATTL:             cfg.UIA.SessionTTL,
+			SSOProviderID:      cfg.Login.SSOProviderID,
+			SSOProviderName:    cfg.Login.SSOProviderName,
+			RedirectAllowlist:  cfg.Login.RedirectAllowlist,
+			ForbidBarePassword: cfg.Login.ForbidBarePassword,
+		},
+		Homeserver: hs,
+		Accounts:   core.svc,
+		Store:      core.store,
+		Box:        core.box,
+		Logger:     log,
 	})
-	return mux, func() {}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		gw.Run(ctx)
+	}()
+	return gw.Handler(), func() { cancel(); <-done }, nil
 }

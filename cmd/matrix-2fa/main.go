@@ -27,6 +27,7 @@ Usage:
   matrix-2fa admin status [--config FILE] [--data-dir DIR] USER
   matrix-2fa admin reset [--config FILE] [--data-dir DIR] [--yes] USER
   matrix-2fa admin rotate-key [--config FILE] [--data-dir DIR]
+  matrix-2fa demo [--listen ADDR]
 
 Commands:
   serve            run the gateway until SIGINT or SIGTERM
@@ -34,6 +35,7 @@ Commands:
   admin status     show a user's 2FA state and recent audit events
   admin reset      delete a user's 2FA (secret, enrolment, recovery codes)
   admin rotate-key re-encrypt every stored secret with a new key file
+  demo             a throwaway Dendrite on loopback with the gateway in front (source tree only)
 
 USER is a full Matrix user ID, e.g. @alice:example.org.
 Run 'matrix-2fa COMMAND --help' for a command's options.
@@ -78,6 +80,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.generateConfig(rest)
 	case "admin":
 		return c.admin(ctx, rest)
+	case "demo":
+		return c.demo(ctx, rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(c.stdout, usageText)
 		return exitOK

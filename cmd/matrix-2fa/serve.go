@@ -8,6 +8,10 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/matrix-2fa/matrix-2fa/internal/config"
 )
 
 // shutdownTimeout bounds how long serve waits for requests in flight.
@@ -28,8 +32,12 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 	if !ok {
 		return exitUsage
 	}
-	log := newLogger(cfg.Log, c.stderr)
+	return c.serveConfig(ctx, cfg, newLogger(cfg.Log, c.stderr), nil)
+}
 
+// serveConfig runs the gateway for a validated configuration until ctx ends or
+// a signal arrives; ready, if not nil, is called with the listening address.
+func (c *cli) serveConfig(ctx context.Context, cfg config.Config, log *logrus.Logger, ready func(addr string)) int {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -64,6 +72,9 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.WithField("homeserver", cfg.Homeserver).Infof("listening on %s", ln.Addr())
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
 
 	select {
 	case err := <-served:

@@ -57,6 +57,10 @@ type Login struct {
 	// RedirectAllowlist lists URL prefixes the sign-in page may redirect to
 	// without asking the user.
 	RedirectAllowlist []string `yaml:"redirect_allowlist"`
+	// ForbidBarePassword answers a correct password of an enrolled user with
+	// 403 M_FORBIDDEN pointing to "Sign in with 2FA", instead of the 401 login
+	// challenge, for deployments whose clients cannot do UIA on /login.
+	ForbidBarePassword bool `yaml:"forbid_bare_password"`
 }
 
 // UIA configures user-interactive authentication sessions.

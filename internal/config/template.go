@@ -91,6 +91,10 @@ login:
   # Clients the sign-in page may return to without asking, as URL prefixes,
   # e.g. "https://app.element.io/". Others need the user's confirmation.
   redirect_allowlist: {{q .Login.RedirectAllowlist}}
+  # A correct password of a user with 2FA normally gets a 401 asking for the
+  # code (clients that know the m.login.2fa stages). true instead refuses it
+  # with 403 M_FORBIDDEN telling the user to choose "Sign in with 2FA".
+  forbid_bare_password: {{.Login.ForbidBarePassword}}
 
 uia:
   # Lifetime of a user-interactive authentication session.
