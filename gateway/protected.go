@@ -198,6 +198,13 @@ func (g *Gateway) forwardStage(w http.ResponseWriter, r *http.Request, s *uia.Se
 	}
 	hsUIA, ok := homeserver.ParseUIA(resp.Body)
 	if resp.Status != http.StatusUnauthorized || !ok {
+		if _, typed := auth["type"]; !typed && resp.Status == http.StatusBadRequest {
+			// A bare {"session"} (the resume after a fallback page) that the
+			// homeserver refuses without a stage type (Dendrite: 400): answer
+			// the challenge, the 2FA stage completed.
+			writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+			return
+		}
 		copyResponse(w, resp)
 		return
 	}
