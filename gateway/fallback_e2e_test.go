@@ -412,3 +412,36 @@ func TestFallbackStageNotYet(t *testing.T) {
 	expect(t, e.gw("POST", "/_matrix/client/v3/account/two-factor/totp", u.AccessToken, map[string]any{"auth": passwordAuth(u.User, s)}), 401, "")
 	pgCheckDone(t, c.post(page, "csrf", get.hidden("csrf"), "code", code))
 }
+
+// TestBrowserFallback runs tests/browser/fallback.mjs: the fallback page in a
+// popup opened by a client on another origin (delete_devices, postMessage,
+// resume, password stage), and in a webview (window.onAuthDone) for a held
+// login.
+func TestBrowserFallback(t *testing.T) {
+	e := newEnv(t)
+	u := e.enrol("fbbrowser")
+	dev := e.pgNewDevice(u)
+	r := e.gw("POST", pgLogin, "", map[string]any{"type": "m.login.password",
+		"identifier": map[string]any{"type": "m.id.user", "user": u.Localpart}, "password": u.Password})
+	expect(t, r, 401, "")
+	login := r.str("session")
+
+	// The gateway clock stands still: the popup gets this step's code, the
+	// webview the next step's (each step works once, in ascending order).
+	runBrowser(t, "fallback.mjs", e.browserVars(u, map[string]string{
+		"DEVICE":        dev,
+		"WRONG_CODE":    e.pgWrongCode(u),
+		"CODE":          e.peekCode(u, 0),
+		"LOGIN_SESSION": login,
+		"CODE2":         e.peekCode(u, 1),
+	}))
+
+	if ids := e.pgDeviceIDs(u.AccessToken); slices.Contains(ids, dev) {
+		t.Fatalf("device %s still there after the browser's delete_devices: %v", dev, ids)
+	}
+	r = e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"session": login}})
+	expect(t, r, 200, "")
+	if w := e.gw("GET", pgWhoAmI, r.str("access_token"), nil); w.Status != 200 || w.str("user_id") != u.UserID {
+		t.Fatalf("whoami with the login released after the webview: %d %s", w.Status, w.Raw)
+	}
+}

@@ -2,6 +2,9 @@ package gateway_test
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -335,4 +338,28 @@ func TestSSOForbidBarePassword(t *testing.T) {
 func (e *env) pgPlainUser(localpart string) *enrolled {
 	e.t.Helper()
 	return &enrolled{User: tesths.RegisterUser(e.t, e.hs, localpart)}
+}
+
+// TestBrowserSignIn runs tests/browser/signin.mjs: Sign in with 2FA in
+// headless Chromium, to an allow-listed callback and, after the confirmation
+// page, to one off the allowlist; the tokens are redeemed by the script.
+func TestBrowserSignIn(t *testing.T) {
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, `<!doctype html><meta charset="utf-8"><title>Client</title><p>Back in the client</p>`)
+	}))
+	t.Cleanup(cb.Close)
+	e := newEnv(t, func(g *gatewayConfig, _ *accountConfig) { g.RedirectAllowlist = []string{cb.URL + "/cb"} })
+	u := e.enrol("ssobrowser")
+	before := e.pgDeviceIDs(u.AccessToken)
+	runBrowser(t, "signin.mjs", e.browserVars(u, map[string]string{
+		"CALLBACK_URL": cb.URL + "/cb",
+		"OTHER_URL":    cb.URL + "/other/cb",
+		"WRONG_CODE":   e.pgWrongCode(u),
+		"CODE":         e.peekCode(u, 0),
+		"CODE2":        e.peekCode(u, 1),
+	}))
+	if n := len(e.pgDeviceIDs(u.AccessToken)); n != len(before)+2 {
+		t.Fatalf("%d devices after two sign-ins; want %d", n, len(before)+2)
+	}
 }
