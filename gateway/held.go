@@ -6,6 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"time"
+
+	"maunium.net/go/mautrix"
 
 	"github.com/matrix-2fa/matrix-2fa/storage"
 )
@@ -37,6 +41,13 @@ func (g *Gateway) openHeld(userID string, data []byte) ([]byte, error) {
 	return g.box.Open(heldOwner(userID), string(keyID), sealed)
 }
 
+// heldRetryLimit is how long past its expiry a held login whose logout keeps
+// failing (the homeserver is unreachable, say) is retried by the sweeper.
+const heldRetryLimit = 24 * time.Hour
+
+// errHeldUnusable marks a held login that no retry can log out.
+var errHeldUnusable = errors.New("gateway: held login cannot be opened")
+
 // discardHeld logs the held access token out upstream, so a login that was
 // abandoned, expired or locked out leaves no usable token behind.
 func (g *Gateway) discardHeld(ctx context.Context, s storage.UIASession) error {
@@ -45,15 +56,42 @@ func (g *Gateway) discardHeld(ctx context.Context, s storage.UIASession) error {
 	}
 	body, err := g.openHeld(s.UserID, s.Data)
 	if err != nil {
-		return err
+		return errors.Join(errHeldUnusable, err)
 	}
 	var resp struct {
 		AccessToken string `json:"access_token"`
 	}
 	if err := json.Unmarshal(body, &resp); err != nil || resp.AccessToken == "" {
-		return fmt.Errorf("gateway: held login has no access token")
+		return fmt.Errorf("%w: no access token", errHeldUnusable)
 	}
 	return g.hs.Logout(ctx, resp.AccessToken)
+}
+
+// retireHeld logs out a held login whose session has been taken. When the
+// logout fails for a reason that may pass (the homeserver is unreachable or
+// overloaded, the request was cancelled), the session goes back into the
+// store, expired, so the sweeper tries again later instead of leaving the
+// token alive for good; requeued says so.
+func (g *Gateway) retireHeld(ctx context.Context, s storage.UIASession) (requeued bool, err error) {
+	err = g.discardHeld(ctx, s)
+	if err == nil || errors.Is(err, errHeldUnusable) {
+		return false, err
+	}
+	var re mautrix.RespError
+	if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 && re.StatusCode != http.StatusTooManyRequests {
+		return false, err // the homeserver refuses it for good
+	}
+	now := g.now()
+	if now.Sub(s.ExpiresAt) > heldRetryLimit {
+		return false, fmt.Errorf("giving up after %s: %w", heldRetryLimit, err)
+	}
+	if s.ExpiresAt.After(now) {
+		s.ExpiresAt = now // never usable again, only sweepable
+	}
+	if cerr := g.store.CreateSession(context.WithoutCancel(ctx), s); cerr != nil {
+		return false, errors.Join(err, cerr)
+	}
+	return true, err
 }
 
 // Sweep deletes expired sessions and logs out the held logins among them.
@@ -64,20 +102,27 @@ func (g *Gateway) Sweep(ctx context.Context) {
 			g.log.WithError(err).Error("listing expired sessions")
 			return
 		}
+		requeued := false
 		for _, s := range expired {
 			taken, err := g.store.TakeSession(ctx, s.ID)
 			if err != nil {
 				continue // another replica or request took it
 			}
 			if taken.Path == heldLoginPath || taken.Path == heldTokenPath {
-				if err := g.discardHeld(ctx, taken); err != nil {
+				again, err := g.retireHeld(ctx, taken)
+				requeued = requeued || again
+				switch {
+				case again:
+					g.log.WithError(err).WithField("user_id", taken.UserID).Warn("logging out an expired held login failed; retrying at the next sweep")
+				case err != nil:
 					g.log.WithError(err).WithField("user_id", taken.UserID).Error("logging out an expired held login")
-				} else {
+				default:
 					g.log.WithField("user_id", taken.UserID).Info("expired held login logged out upstream")
 				}
 			}
 		}
-		if len(expired) < 100 {
+		// A requeued login would come straight back: leave it to the next sweep.
+		if len(expired) < 100 || requeued {
 			return
 		}
 	}

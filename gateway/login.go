@@ -174,7 +174,9 @@ func (g *Gateway) continueLogin(w http.ResponseWriter, r *http.Request, a *uia.A
 			if _, locked := account.IsLocked(err); locked {
 				// Locked out: the held login dies now.
 				if taken, terr := g.engine.Finish(ctx, s); terr == nil {
-					if derr := g.discardHeld(ctx, taken.UIASession); derr != nil {
+					if again, derr := g.retireHeld(ctx, taken.UIASession); again {
+						l.WithError(derr).Warn("logging out a locked-out held login failed; the sweeper retries")
+					} else if derr != nil {
 						l.WithError(derr).Error("logging out a locked-out held login")
 					}
 				}

@@ -3,10 +3,16 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"maps"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -326,4 +332,74 @@ func TestLoginLockout(t *testing.T) {
 	}
 	r = e.gw("POST", e2eLoginPath, "", map[string]any{"auth": map[string]any{"session": s}})
 	expect(t, r, 400, "M_INVALID_PARAM")
+}
+
+// e2eRelay is a reverse proxy whose homeserver can be swapped, so the
+// gateway keeps its upstream URL across a real homeserver restart.
+type e2eRelay struct {
+	URL    string
+	target atomic.Pointer[url.URL]
+}
+
+func newE2ERelay(t *testing.T, hsURL string) *e2eRelay {
+	t.Helper()
+	r := &e2eRelay{}
+	r.point(t, hsURL)
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(r.target.Load()) }, ErrorLog: log.New(io.Discard, "", 0)}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	r.URL = srv.URL
+	return r
+}
+
+func (r *e2eRelay) point(t *testing.T, hsURL string) {
+	u, err := url.Parse(hsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.target.Store(u)
+}
+
+func TestLoginSweepRetriesAfterHomeserverOutage(t *testing.T) {
+	binDir := tesths.DendriteBinDir(t)
+	dir := t.TempDir()
+	start := func() *dendrite.Server {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		s, err := dendrite.Start(ctx, dendrite.Options{BinDir: binDir, Dir: dir})
+		if err != nil {
+			t.Fatalf("starting Dendrite: %v", err)
+		}
+		t.Cleanup(func() { s.Stop() })
+		return s
+	}
+	hs := start()
+	relay := newE2ERelay(t, hs.URL)
+	e := newEnvWith(t, &dendrite.Server{URL: relay.URL, ServerName: hs.ServerName})
+	e.hs = hs
+	u := e.enrol("olga")
+
+	before := e.e2eDeviceIDs(u.AccessToken)
+	s := e.e2eHeldLogin(u)
+
+	// The login expires while the homeserver is down: the sweep cannot log
+	// it out now...
+	if err := hs.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(6 * time.Minute)
+	e.gate.Sweep(context.Background())
+
+	// ...and must not forget it: once the homeserver is back, the next sweep does.
+	e.hs = start()
+	relay.point(t, e.hs.URL)
+	if held := e.e2eDeviceIDs(u.AccessToken); len(held) != len(before)+1 {
+		t.Fatalf("devices %v after the restart; want the held login's device besides %v", held, before)
+	}
+	r := e.gw("POST", e2eLoginPath, "", map[string]any{"auth": e2eAuth(e2eStageTOTP, s, e.code(u))})
+	expect(t, r, 400, "M_INVALID_PARAM")
+	e.gate.Sweep(context.Background())
+	if after := e.e2eDeviceIDs(u.AccessToken); !slices.Equal(after, before) {
+		t.Fatalf("devices %v after the homeserver came back and the next sweep; want %v (the held login logged out)", after, before)
+	}
 }

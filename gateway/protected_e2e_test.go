@@ -161,6 +161,15 @@ func TestProtectedPasswordAloneNeverDeletes(t *testing.T) {
 			func(map[string]any) map[string]any { return passwordAuth(alice.User, "forged-session-id") }, 400, "M_INVALID_PARAM"},
 		{"password on another user's session with its second factor done",
 			func(map[string]any) map[string]any { return passwordAuth(alice.User, bobSession) }, 403, "M_FORBIDDEN"},
+		{"password on the user's own session of another request, second factor done",
+			func(map[string]any) map[string]any {
+				other := e2eDevicesPath + "/" + url.PathEscape(e.e2eNewDevice(alice))
+				r := e.gw("DELETE", other, alice.AccessToken, map[string]any{})
+				s := e.e2eCheckChallenge(r, e2eProtectedFlows, nil)
+				r = e.gw("DELETE", other, alice.AccessToken, map[string]any{"auth": e2eAuth(e2eStageTOTP, s, e.code(alice))})
+				e.e2eCheckChallenge(r, e2eProtectedFlows, []string{e2eStageTOTP})
+				return passwordAuth(alice.User, s)
+			}, 403, "M_FORBIDDEN"},
 		{"session only, before the second factor",
 			func(b map[string]any) map[string]any { return map[string]any{"session": aliceSession(b)} }, 401, ""},
 	} {
