@@ -120,7 +120,7 @@ func (g *Gateway) Router() *mux.Router { return g.router }
 
 // guarded matches paths of endpoints that must never reach the homeserver
 // unguarded under a version prefix we do not intercept.
-var guarded = regexp.MustCompile(`^/_matrix/client/[^/]+/(login|delete_devices|devices/[^/]+|account/password|account/deactivate|account/3pid/add|keys/device_signing/upload|login/get_token|account/two-factor(/.*)?)$`)
+var guarded = regexp.MustCompile(`^/_matrix/client/(?:api/v1|[^/]+)/(login|delete_devices|devices/[^/]+|account/password|account/deactivate|account/3pid/add|keys/device_signing/upload|login/get_token|account/two-factor(/.*)?)$`)
 
 // Handler is the gateway's http.Handler: request logging, panic recovery,
 // path canonicalisation, then the routes.
@@ -152,7 +152,8 @@ func (g *Gateway) Handler() http.Handler {
 				r.URL.Path, r.URL.RawPath = canon, ""
 			}
 			var m mux.RouteMatch
-			if guarded.MatchString(r.URL.Path) && !g.router.Match(r, &m) && m.MatchErr != mux.ErrMethodMismatch {
+			// With a NotFoundHandler set, Match reports a miss as ErrNotFound.
+			if guarded.MatchString(r.URL.Path) && (!g.router.Match(r, &m) || m.MatchErr == mux.ErrNotFound) {
 				writeMatrixError(rec, mautrix.MUnrecognized.WithMessage("Unrecognized request"))
 				return
 			}

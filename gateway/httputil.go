@@ -122,7 +122,8 @@ func stringField(obj map[string]json.RawMessage, key string) (string, bool, erro
 // accessToken returns the request's access token (header or query).
 func accessToken(r *http.Request) string {
 	if h := r.Header.Get("Authorization"); h != "" {
-		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+		// The scheme is case-insensitive (RFC 9110 §11.1).
+		if scheme, t, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
 			return strings.TrimSpace(t)
 		}
 		return ""

@@ -153,7 +153,7 @@ func TestUsage(t *testing.T) {
 		{"help flag", []string{"--help"}, exitOK, "admin rotate-key", ""},
 		{"help command", []string{"help"}, exitOK, "generate-config", ""},
 		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
-		{"demo is not a command", []string{"demo"}, exitUsage, "", `unknown command "demo"`},
+		{"demo takes no arguments", []string{"demo", "extra"}, exitUsage, "", "demo"},
 		{"admin without subcommand", []string{"admin"}, exitUsage, "", "missing subcommand"},
 		{"unknown admin subcommand", []string{"admin", "nuke"}, exitUsage, "", `unknown subcommand "nuke"`},
 		{"unknown flag", []string{"serve", "--bogus"}, exitUsage, "", "flag provided but not defined"},
