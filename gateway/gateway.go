@@ -6,6 +6,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -63,6 +64,19 @@ type Gateway struct {
 	now    func() time.Time
 	proxy  http.Handler
 	router *mux.Router
+	// serverName is the homeserver's server name, learnt from the first user
+	// ID it reports (whoami, login); nil until then.
+	serverName atomic.Pointer[string]
+}
+
+// learnServerName records the server name of a user ID the homeserver gave.
+func (g *Gateway) learnServerName(userID string) {
+	if g.serverName.Load() != nil {
+		return
+	}
+	if _, server, ok := strings.Cut(userID, ":"); ok && server != "" {
+		g.serverName.Store(&server)
+	}
 }
 
 // New builds a gateway.

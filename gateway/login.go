@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"maunium.net/go/mautrix"
 
@@ -104,6 +105,20 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if typ == flows.StagePassword {
+		if _, has := obj["device_id"]; has && g.mayHave2FA(r, obj) {
+			// Logging in with an existing device ID makes the homeserver
+			// replace that device's token at once, before any second factor:
+			// the password alone must not be able to do that to a user with
+			// 2FA. The homeserver gives the login a fresh device instead.
+			delete(obj, "device_id")
+			if raw, err = json.Marshal(obj); err != nil {
+				writeError(w, r, err)
+				return
+			}
+			logger(r).Info("device_id dropped from the password login of a user who has (or may have) 2FA")
+		}
+	}
 	resp, err := g.hs.Login(r.Context(), raw, g.hs.ForwardedHeader(r))
 	if err != nil {
 		writeError(w, r, err)
@@ -118,6 +133,7 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 		copyResponse(w, resp)
 		return
 	}
+	g.learnServerName(string(login.UserID))
 	enabled, err := g.acc.Enabled(r.Context(), string(login.UserID))
 	if err != nil {
 		g.hs.Logout(r.Context(), login.AccessToken) // never release a token unchecked
@@ -201,4 +217,37 @@ func (g *Gateway) continueLogin(w http.ResponseWriter, r *http.Request, a *uia.A
 	}
 	l.Info("login released after the second factor")
 	writeRawJSON(w, http.StatusOK, body)
+}
+
+// mayHave2FA reports whether the user a login body names has 2FA on, or
+// cannot be told apart from one who has (a third-party identifier, or a bare
+// localpart before the server name is known).
+func (g *Gateway) mayHave2FA(r *http.Request, obj map[string]json.RawMessage) bool {
+	var body struct {
+		Identifier struct {
+			Type string `json:"type"`
+			User string `json:"user"`
+		} `json:"identifier"`
+		User string `json:"user"`
+	}
+	b, _ := json.Marshal(obj)
+	if json.Unmarshal(b, &body) != nil {
+		return true
+	}
+	user := body.Identifier.User
+	if user == "" {
+		user = body.User
+	}
+	if user == "" || (body.Identifier.Type != "" && body.Identifier.Type != "m.id.user") {
+		return true
+	}
+	if !strings.HasPrefix(user, "@") {
+		server := g.serverName.Load()
+		if server == nil {
+			return true
+		}
+		user = "@" + strings.ToLower(user) + ":" + *server
+	}
+	enabled, err := g.acc.Enabled(r.Context(), user)
+	return err != nil || enabled
 }

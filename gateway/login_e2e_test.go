@@ -403,3 +403,46 @@ func TestLoginSweepRetriesAfterHomeserverOutage(t *testing.T) {
 		t.Fatalf("devices %v after the homeserver came back and the next sweep; want %v (the held login logged out)", after, before)
 	}
 }
+
+// TestLoginPasswordCannotTakeOverADevice: a password login naming the victim's
+// existing device ID would make the homeserver replace that device's token
+// before the second factor. For a user with 2FA (known by full ID, by
+// localpart once the server name is known, or not identifiable at all) the
+// gateway drops device_id, so the victim's session survives a password-only
+// attacker, also after the abandoned login is swept.
+func TestLoginPasswordCannotTakeOverADevice(t *testing.T) {
+	e := newEnv(t)
+	u := e.enrol("victim")
+	plain := tesths.RegisterUser(t, e.hs, "plainuser")
+	victimDevice := u.DeviceID
+	cases := []struct {
+		name string
+		id   map[string]any
+	}{
+		{"full user ID", map[string]any{"type": "m.id.user", "user": u.UserID}},
+		{"localpart", map[string]any{"type": "m.id.user", "user": u.Localpart}},
+	}
+	for _, tc := range cases {
+		r := e.gw("POST", e2eLoginPath, "", map[string]any{"type": "m.login.password", "identifier": tc.id,
+			"password": u.Password, "device_id": victimDevice})
+		expect(t, r, 401, "")
+		if !e.e2eHasDevice(u.AccessToken, victimDevice) {
+			t.Fatalf("%s: the victim's device is gone after a password-only login", tc.name)
+		}
+		e.e2eWhoAmI(u.AccessToken, u.UserID) // the victim's token still works
+	}
+	e.clock.Add(6 * time.Minute)
+	e.gate.Sweep(context.Background())
+	if !e.e2eHasDevice(u.AccessToken, victimDevice) {
+		t.Fatal("sweeping the abandoned logins deleted the victim's device")
+	}
+	e.e2eWhoAmI(u.AccessToken, u.UserID)
+
+	// A user without 2FA keeps the homeserver's device semantics.
+	r := e.gw("POST", e2eLoginPath, "", map[string]any{"type": "m.login.password",
+		"identifier": map[string]any{"type": "m.id.user", "user": plain.Localpart}, "password": plain.Password, "device_id": "CHOSEN"})
+	expect(t, r, 200, "")
+	if r.str("device_id") != "CHOSEN" {
+		t.Errorf("device_id of a user without 2FA = %q; want the one asked for", r.str("device_id"))
+	}
+}

@@ -32,6 +32,7 @@ func (g *Gateway) authed(h authedHandler) http.HandlerFunc {
 			writeError(w, r, err)
 			return
 		}
+		g.learnServerName(string(who.UserID))
 		r = withLogger(r, logger(r).WithField("user_id", who.UserID))
 		h(w, r, who)
 	}
