@@ -89,7 +89,9 @@ func (f *fakeVerifier) VerifyRecovery(_ context.Context, _, code string) error {
 	f.recovery = append(f.recovery, code)
 	return nil
 }
-func (f *fakeVerifier) Params() account.Params { return account.Params{Algorithm: "SHA1", Digits: 6, Period: 30} }
+func (f *fakeVerifier) Params() account.Params {
+	return account.Params{Algorithm: "SHA1", Digits: 6, Period: 30}
+}
 
 func TestVerifyEither(t *testing.T) {
 	cases := []struct {

@@ -124,4 +124,3 @@ func (d *DB) ExpiredSessions(ctx context.Context, now time.Time, limit int) ([]s
 	}
 	return out, rows.Err()
 }
-

@@ -460,7 +460,7 @@ func testPersistence(t *testing.T, f Factory) {
 
 func session(id string, expires time.Time) storage.UIASession {
 	return storage.UIASession{ID: id, UserID: alice, Method: "POST", Path: "/_matrix/client/v3/delete_devices",
-		Flows: [][]string{{"m.login.2fa.totp", "m.login.password"}, {"m.login.2fa.recovery", "m.login.password"}},
+		Flows:  [][]string{{"m.login.2fa.totp", "m.login.password"}, {"m.login.2fa.recovery", "m.login.password"}},
 		Params: []byte(`{"m.login.2fa.totp":{"digits":6}}`), CreatedAt: t0, ExpiresAt: expires}
 }
 
