@@ -55,9 +55,15 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 
 func newEnvWith(t *testing.T, hs *dendrite.Server, opts ...envOption) *env {
 	t.Helper()
-	ctx := context.Background()
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
+	return newEnvLogged(t, hs, quiet, opts...)
+}
+
+// newEnvLogged is newEnvWith with every component logging to quiet.
+func newEnvLogged(t *testing.T, hs *dendrite.Server, quiet *logrus.Logger, opts ...envOption) *env {
+	t.Helper()
+	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "2fa.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)

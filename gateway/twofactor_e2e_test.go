@@ -103,6 +103,8 @@ func TestTwoFactorErrors(t *testing.T) {
 	// A session started for regeneration, for reuse against other requests.
 	regen := e.gw("POST", tfPath+"/recovery", u.AccessToken, map[string]any{})
 	expect(t, regen, 401, "")
+	enrolSession := e.gw("POST", tfPath+"/totp", u.AccessToken, map[string]any{})
+	expect(t, enrolSession, 401, "")
 	cases := []struct {
 		name    string
 		method  string
@@ -125,6 +127,7 @@ func TestTwoFactorErrors(t *testing.T) {
 		{"disable while off", "DELETE", tfPath + "/totp", plain.AccessToken, nil, 400, "M_INVALID_PARAM"},
 		{"unknown UIA session", "POST", tfPath + "/recovery", u.AccessToken, map[string]any{"auth": map[string]any{"session": "forged"}}, 400, "M_INVALID_PARAM"},
 		{"session of another endpoint", "DELETE", tfPath + "/totp", u.AccessToken, map[string]any{"auth": map[string]any{"session": regen.str("session")}}, 403, "M_FORBIDDEN"},
+		{"same path, another method", "DELETE", tfPath + "/totp", u.AccessToken, map[string]any{"auth": map[string]any{"session": enrolSession.str("session")}}, 403, "M_FORBIDDEN"},
 		{"session on another prefix", "POST", "/_matrix/client/r0/account/two-factor/recovery", u.AccessToken, map[string]any{"auth": map[string]any{"session": regen.str("session")}}, 403, "M_FORBIDDEN"},
 		{"session of another user", "POST", tfPath + "/totp", plain.AccessToken, map[string]any{"auth": map[string]any{"session": regen.str("session")}}, 403, "M_FORBIDDEN"},
 		{"stage with no code", "POST", tfPath + "/recovery", u.AccessToken, map[string]any{"auth": map[string]any{"type": "m.login.2fa.totp", "session": regen.str("session")}}, 400, "M_MISSING_PARAM"},
