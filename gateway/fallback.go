@@ -58,13 +58,9 @@ type fallbackData struct {
 func (g *Gateway) handleFallback(stage string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		var form url.Values
-		if r.Method == http.MethodPost {
-			var err error
-			if form, err = readForm(w, r); err != nil {
-				writeError(w, r, err)
-				return
-			}
+		form, ok := postedForm(w, r)
+		if !ok {
+			return
 		}
 		sessionID := r.URL.Query().Get("session")
 		if sessionID == "" {
@@ -232,19 +228,6 @@ func describeOperation(s *uia.Session) (what, request string) {
 		what = "An account change"
 	}
 	return what, request
-}
-
-// readForm parses a url-encoded form body of at most MaxBody bytes.
-func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
-	body, err := readBody(w, r)
-	if err != nil {
-		return nil, err
-	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil, flows.ErrBadJSON
-	}
-	return form, nil
 }
 
 // formatWait says d in minutes and seconds, rounded up to a second.

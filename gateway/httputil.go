@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -117,6 +118,26 @@ func stringField(obj map[string]json.RawMessage, key string) (string, bool, erro
 		return "", false, flows.ErrBadJSON
 	}
 	return s, true, nil
+}
+
+// postedForm reads a POST's urlencoded form (at most MaxBody bytes); any
+// other method has none. On a bad body it answers the error itself and
+// returns ok=false.
+func postedForm(w http.ResponseWriter, r *http.Request) (form url.Values, ok bool) {
+	if r.Method != http.MethodPost {
+		return nil, true
+	}
+	body, err := readBody(w, r)
+	if err == nil {
+		if form, err = url.ParseQuery(string(body)); err != nil {
+			err = flows.ErrBadJSON
+		}
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return nil, false
+	}
+	return form, true
 }
 
 // accessToken returns the request's access token (header or query).

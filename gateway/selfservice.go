@@ -623,17 +623,26 @@ func (g *Gateway) renderCodes(w http.ResponseWriter, r *http.Request, s *selfSes
 	g.renderSelf(w, r, http.StatusOK, s, selfView{View: "codes", Codes: codes, CodesHref: href, Notice: notice}, "")
 }
 
+// selfEnabled answers on the status page, and returns false, unless the
+// user has 2FA on.
+func (g *Gateway) selfEnabled(w http.ResponseWriter, r *http.Request, s *selfSession) bool {
+	enabled, err := g.acc.Enabled(r.Context(), s.userID)
+	if err != nil {
+		g.selfInternal(w, r, s, err)
+		return false
+	}
+	if !enabled {
+		g.renderStatus(w, r, http.StatusBadRequest, s, "", "Two-factor authentication is not enabled.")
+		return false
+	}
+	return true
+}
+
 // selfRegenerate replaces the recovery codes after a fresh code (step-up).
 func (g *Gateway) selfRegenerate(w http.ResponseWriter, r *http.Request, s *selfSession) {
 	ctx := r.Context()
 	show := func(status int, msg string) { g.renderStatus(w, r, status, s, "", msg) }
-	enabled, err := g.acc.Enabled(ctx, s.userID)
-	if err != nil {
-		g.selfInternal(w, r, s, err)
-		return
-	}
-	if !enabled {
-		show(http.StatusBadRequest, "Two-factor authentication is not enabled.")
+	if !g.selfEnabled(w, r, s) {
 		return
 	}
 	if err := flows.VerifyEither(ctx, g.acc, s.userID, r.PostForm.Get("code")); err != nil {
@@ -653,13 +662,7 @@ func (g *Gateway) selfRegenerate(w http.ResponseWriter, r *http.Request, s *self
 func (g *Gateway) selfDisable(w http.ResponseWriter, r *http.Request, s *selfSession) {
 	ctx := r.Context()
 	show := func(status int, msg string) { g.renderStatus(w, r, status, s, "", msg) }
-	enabled, err := g.acc.Enabled(ctx, s.userID)
-	if err != nil {
-		g.selfInternal(w, r, s, err)
-		return
-	}
-	if !enabled {
-		show(http.StatusBadRequest, "Two-factor authentication is not enabled.")
+	if !g.selfEnabled(w, r, s) {
 		return
 	}
 	password, code := r.PostForm.Get("password"), r.PostForm.Get("code")

@@ -93,13 +93,9 @@ func (g *Gateway) handleSignIn(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var form url.Values
-	if r.Method == http.MethodPost {
-		var err error
-		if form, err = readForm(w, r); err != nil {
-			writeError(w, r, err)
-			return
-		}
+	form, ok := postedForm(w, r)
+	if !ok {
+		return
 	}
 	raw := r.URL.Query().Get("redirectUrl")
 	if raw == "" {

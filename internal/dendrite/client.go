@@ -120,20 +120,7 @@ func (s *Server) Register(ctx context.Context, localpart, password string) (*Use
 	if status != http.StatusOK {
 		return nil, newHTTPError(http.MethodPost, path, status, body)
 	}
-	var r mautrix.RespRegister
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("dendrite: POST %s: decode %q: %w", path, body, err)
-	}
-	if r.AccessToken == "" || r.UserID == "" {
-		return nil, fmt.Errorf("dendrite: POST %s: no access token or user ID in %s", path, body)
-	}
-	return &User{
-		UserID:      string(r.UserID),
-		Localpart:   localpart,
-		Password:    password,
-		AccessToken: r.AccessToken,
-		DeviceID:    string(r.DeviceID),
-	}, nil
+	return userFrom(path, body, localpart, password)
 }
 
 // Login logs localpart in with m.login.password, creating a new device. A
@@ -153,6 +140,12 @@ func (s *Server) Login(ctx context.Context, localpart, password string) (*User, 
 	if status != http.StatusOK {
 		return nil, newHTTPError(http.MethodPost, path, status, body)
 	}
+	return userFrom(path, body, localpart, password)
+}
+
+// userFrom reads the user_id, access_token and device_id that /register and
+// /login both answer with.
+func userFrom(path string, body []byte, localpart, password string) (*User, error) {
 	var r mautrix.RespLogin
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, fmt.Errorf("dendrite: POST %s: decode %q: %w", path, body, err)
