@@ -134,7 +134,7 @@ func (g *Gateway) Router() *mux.Router { return g.router }
 
 // guarded matches paths of endpoints that must never reach the homeserver
 // unguarded under a version prefix we do not intercept.
-var guarded = regexp.MustCompile(`^/_matrix/client/(?:api/v1|[^/]+)/(login|delete_devices|devices/[^/]+|account/password|account/deactivate|account/3pid/add|keys/device_signing/upload|login/get_token|account/two-factor(/.*)?)$`)
+var guarded = regexp.MustCompile(`^/_matrix/client/(?:api/v1|unstable/org\.matrix\.msc3882|[^/]+)/(login|delete_devices|devices/[^/]+|account/password|account/deactivate|account/3pid/add|keys/device_signing/upload|login/get_token|login/token|account/two-factor(/.*)?)$`)
 
 // Handler is the gateway's http.Handler: request logging, panic recovery,
 // path canonicalisation, then the routes.
@@ -143,7 +143,9 @@ func (g *Gateway) Handler() http.Handler {
 		start := time.Now()
 		rid := requestID()
 		l := g.log.WithFields(logrus.Fields{"request_id": rid, "method": r.Method, "path": r.URL.Path})
-		r = withLogger(r, l)
+		// Calls the gateway makes upstream for this request carry the
+		// client's address (the homeserver's rate limits then apply per client).
+		r = withLogger(r.WithContext(g.hs.WithOrigin(r.Context(), r)), l)
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {

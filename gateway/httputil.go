@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -99,11 +100,92 @@ func parseObject(body []byte) (map[string]json.RawMessage, error) {
 	if !json.Valid(body) {
 		return nil, flows.ErrNotJSON
 	}
+	if err := checkNames(body); err != nil {
+		return nil, err
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
 		return nil, flows.ErrBadJSON
 	}
 	return obj, nil
+}
+
+// maxDepth bounds the nesting of an intercepted JSON body.
+const maxDepth = 64
+
+// checkNames refuses bodies whose member names another JSON decoder could
+// read differently from the gateway. Homeservers (Go's encoding/json among
+// them) match names case-insensitively, with Unicode folding: "Type", "AUTH"
+// or "ſession" reach them as type, auth and session while the gateway, which
+// looks names up exactly, would see no such key; a duplicate name is read as
+// the first by some decoders and the last by others. So: no duplicate name
+// anywhere, and at the top level and inside "auth" and "identifier" only
+// plain lower-case ASCII names, which is all the spec uses there.
+func checkNames(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := walkNames(dec, true, 0); err != nil {
+		return err
+	}
+	return nil
+}
+
+func walkNames(dec *json.Decoder, strict bool, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("%w: nested too deeply", flows.ErrBadJSON)
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return flows.ErrNotJSON
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	switch delim {
+	case '{':
+		seen := map[string]bool{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return flows.ErrNotJSON
+			}
+			name, _ := kt.(string)
+			if seen[name] {
+				return fmt.Errorf("%w: duplicate member %q", flows.ErrBadJSON, name)
+			}
+			seen[name] = true
+			if strict && !plainName(name) {
+				return fmt.Errorf("%w: member names must be lower-case ASCII", flows.ErrBadJSON)
+			}
+			if err := walkNames(dec, strict && (name == "auth" || name == "identifier"), depth+1); err != nil {
+				return err
+			}
+		}
+	case '[':
+		for dec.More() {
+			if err := walkNames(dec, false, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing delimiter
+		return flows.ErrNotJSON
+	}
+	return nil
+}
+
+func plainName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-' || c == ':') {
+			return false
+		}
+	}
+	return true
 }
 
 // stringField returns obj[key] as a string: ok=false when absent or null,

@@ -106,17 +106,24 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if typ == flows.StagePassword {
+		if _, _, err := stringField(obj, "device_id"); err != nil {
+			writeError(w, r, err) // refused alike for every user: no 2FA oracle
+			return
+		}
 		if _, has := obj["device_id"]; has && g.mayHave2FA(r, obj) {
 			// Logging in with an existing device ID makes the homeserver
 			// replace that device's token at once, before any second factor:
 			// the password alone must not be able to do that to a user with
 			// 2FA. The homeserver gives the login a fresh device instead.
 			delete(obj, "device_id")
-			if raw, err = json.Marshal(obj); err != nil {
-				writeError(w, r, err)
-				return
-			}
 			logger(r).Info("device_id dropped from the password login of a user who has (or may have) 2FA")
+		}
+		// Every password login is re-encoded the same way, whoever it names,
+		// so the homeserver's answer to a wrong password cannot differ by
+		// 2FA status.
+		if raw, err = json.Marshal(obj); err != nil {
+			writeError(w, r, err)
+			return
 		}
 	}
 	resp, err := g.hs.Login(r.Context(), raw, g.hs.ForwardedHeader(r))
@@ -124,13 +131,16 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if resp.Status != http.StatusOK || (typ != flows.StagePassword && typ != flows.StageToken) {
+	if resp.Status != http.StatusOK || typ == string(mautrix.AuthTypeAppservice) {
 		copyResponse(w, resp)
 		return
 	}
+	// Fail closed: every successful login but an appservice's is checked,
+	// whatever its type (password, token, JWT, a module's own type).
 	var login mautrix.RespLogin
 	if err := json.Unmarshal(resp.Body, &login); err != nil || login.UserID == "" || login.AccessToken == "" {
-		copyResponse(w, resp)
+		logger(r).WithField("login_type", typ).Error("homeserver answered a login with 200 but no user_id or access_token; refused")
+		writeMatrixError(w, mautrix.MUnknown.WithMessage("Unexpected answer from the homeserver").WithStatus(http.StatusBadGateway))
 		return
 	}
 	g.learnServerName(string(login.UserID))
@@ -158,10 +168,14 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	first := typ
+	if first == "" {
+		first = flows.StagePassword // the homeserver took it as one
+	}
 	req := uia.Request{Method: http.MethodPost, Path: heldLoginPath, UserID: string(login.UserID)}
-	s, err := g.engine.Start(r.Context(), req, flows.After(typ), "", sealed, g.cfg.LoginTTL)
+	s, err := g.engine.Start(r.Context(), req, flows.After(first), "", sealed, g.cfg.LoginTTL)
 	if err == nil {
-		err = g.engine.MarkCompleted(r.Context(), s, typ)
+		err = g.engine.MarkCompleted(r.Context(), s, first)
 	}
 	if err != nil {
 		g.hs.Logout(r.Context(), login.AccessToken)
@@ -241,7 +255,10 @@ func (g *Gateway) mayHave2FA(r *http.Request, obj map[string]json.RawMessage) bo
 	if user == "" || (body.Identifier.Type != "" && body.Identifier.Type != "m.id.user") {
 		return true
 	}
-	if !strings.HasPrefix(user, "@") {
+	if local, server, ok := strings.Cut(strings.TrimPrefix(user, "@"), ":"); strings.HasPrefix(user, "@") && ok {
+		// Homeservers lower-case the localpart of a login's user ID.
+		user = "@" + strings.ToLower(local) + ":" + server
+	} else {
 		server := g.serverName.Load()
 		if server == nil {
 			return true

@@ -299,6 +299,11 @@ func (c *Client) call(ctx context.Context, method, path, accessToken string, req
 		}
 	}
 	h := http.Header{}
+	if origin, ok := ctx.Value(originKey{}).(http.Header); ok {
+		for k, v := range origin {
+			h[k] = append([]string(nil), v...)
+		}
+	}
 	if accessToken != "" {
 		h.Set("Authorization", "Bearer "+accessToken)
 	}

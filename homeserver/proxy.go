@@ -97,6 +97,19 @@ func (c *Client) ForwardedHeader(r *http.Request) http.Header {
 	return h
 }
 
+type originKey struct{}
+
+// WithOrigin returns ctx carrying the client address of r (X-Forwarded-For
+// and friends, as ForwardedHeader sets them), which the client's own calls
+// made with that context (PasswordLogin, CheckPassword, Logout, WhoAmI, …)
+// then send: the homeserver's per-address rate limits apply to the client,
+// not to the gateway's own address shared by everyone.
+func (c *Client) WithOrigin(ctx context.Context, r *http.Request) context.Context {
+	h := http.Header{}
+	c.setForwarded(h, r)
+	return context.WithValue(ctx, originKey{}, h)
+}
+
 // proxyError answers 502 without detail and logs the cause (never the query,
 // which may hold an access token).
 func (c *Client) proxyError(w http.ResponseWriter, r *http.Request, err error) {

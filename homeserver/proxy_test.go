@@ -3,6 +3,7 @@ package homeserver_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -296,5 +297,29 @@ func TestProxyUnreachable(t *testing.T) {
 				t.Errorf("no warning with the error was logged; entries: %d", len(hook.AllEntries()))
 			}
 		})
+	}
+}
+
+// TestWithOriginForwardsClientAddress: internal calls made for a client's
+// request carry that client's address, so per-address rate limits at the
+// homeserver apply to the client and not to the gateway.
+func TestWithOriginForwardsClientAddress(t *testing.T) {
+	var got []string
+	fake := newFakeHS(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		got = append(got, r.Header.Get("X-Forwarded-For"))
+		writeJSON(w, http.StatusForbidden, map[string]string{"errcode": "M_FORBIDDEN", "error": "Invalid password"})
+	})
+	c := newClient(t, fake.URL, homeserver.Options{})
+	in := httptest.NewRequest(http.MethodPost, "/_matrix2fa/", nil)
+	in.RemoteAddr = "198.51.100.7:4242"
+	ctx := c.WithOrigin(context.Background(), in)
+	if ok, err := c.CheckPassword(ctx, "@a:example.org", "pw"); ok || err != nil {
+		t.Fatalf("CheckPassword = %v, %v", ok, err)
+	}
+	if _, err := c.PasswordLogin(context.Background(), "a", "pw", "", ""); err == nil {
+		t.Fatal("PasswordLogin succeeded against a refusing homeserver")
+	}
+	if len(got) != 2 || got[0] != "198.51.100.7" || got[1] != "" {
+		t.Fatalf("X-Forwarded-For sent = %q; want the client's address with the origin context, none without", got)
 	}
 }

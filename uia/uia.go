@@ -330,6 +330,11 @@ func (e *Engine) Authorize(ctx context.Context, req Request, flows [][]string, a
 		s, err = e.Start(ctx, req, flows, "", nil, 0)
 	default:
 		s, err = e.Load(ctx, a.Session, req)
+		if err == nil && !slices.EqualFunc(s.Flows, flows, slices.Equal) {
+			// What the request needs changed since the session began (2FA was
+			// switched on, say): the old session cannot authorise it.
+			err = ErrSessionMismatch
+		}
 	}
 	if err != nil {
 		return Step{}, err

@@ -205,3 +205,17 @@ func FuzzParseAuth(f *testing.F) {
 		}
 	})
 }
+
+// TestFlowsChangedSinceStart: a session cannot authorise a request whose
+// required flows changed after it began (2FA switched on in between).
+func TestFlowsChangedSinceStart(t *testing.T) {
+	e, _ := newEngine(t)
+	ctx := context.Background()
+	step, err := e.Authorize(ctx, req, [][]string{{"c"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Authorize(ctx, req, flows, auth("c", step.Session.ID, "ok")); !errors.Is(err, uia.ErrSessionMismatch) {
+		t.Fatalf("stale session = %v; want ErrSessionMismatch", err)
+	}
+}
