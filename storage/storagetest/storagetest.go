@@ -50,6 +50,27 @@ func enable(t *testing.T, s storage.Store, user string, lastStep int64) {
 	}
 }
 
+// concurrently runs fn n times at once (all released together, the way a
+// burst of requests arrives) and returns how many calls reported a win.
+func concurrently(n int, fn func() bool) int {
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if fn() {
+				wins.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return int(wins.Load())
+}
+
 // Run runs the whole conformance suite against the engine made by f.
 func Run(t *testing.T, f Factory) {
 	tests := []struct {
@@ -205,27 +226,15 @@ func testAdvanceStep(t *testing.T, f Factory) {
 func testAdvanceStepConcurrent(t *testing.T, f Factory) {
 	s, _ := f(t)
 	enable(t, s, alice, 100)
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < 100; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			ok, err := s.AdvanceStep(context.Background(), alice, 101)
-			if err != nil {
-				t.Errorf("AdvanceStep: %v", err)
-			}
-			if ok {
-				wins.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d concurrent AdvanceStep calls succeeded; want exactly 1", wins.Load())
+	wins := concurrently(100, func() bool {
+		ok, err := s.AdvanceStep(context.Background(), alice, 101)
+		if err != nil {
+			t.Errorf("AdvanceStep: %v", err)
+		}
+		return ok
+	})
+	if wins != 1 {
+		t.Fatalf("%d concurrent AdvanceStep calls succeeded; want exactly 1", wins)
 	}
 }
 
@@ -260,27 +269,15 @@ func testRecovery(t *testing.T, f Factory) {
 func testRecoveryConcurrent(t *testing.T, f Factory) {
 	s, _ := f(t)
 	enable(t, s, alice, 1)
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < 100; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			ok, err := s.ConsumeRecoveryCode(context.Background(), alice, "set1", 0, t0)
-			if err != nil {
-				t.Errorf("consume: %v", err)
-			}
-			if ok {
-				wins.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d concurrent consumptions of one code succeeded; want exactly 1", wins.Load())
+	wins := concurrently(100, func() bool {
+		ok, err := s.ConsumeRecoveryCode(context.Background(), alice, "set1", 0, t0)
+		if err != nil {
+			t.Errorf("consume: %v", err)
+		}
+		return ok
+	})
+	if wins != 1 {
+		t.Fatalf("%d concurrent consumptions of one code succeeded; want exactly 1", wins)
 	}
 }
 
@@ -343,27 +340,15 @@ func testReserve(t *testing.T, f Factory) {
 
 func testReserveConcurrent(t *testing.T, f Factory) {
 	s, _ := f(t)
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < 50; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			a, err := s.ReserveAttempt(context.Background(), alice, t0, 15*time.Minute, 5)
-			if err != nil {
-				t.Errorf("ReserveAttempt: %v", err)
-			}
-			if a.Allowed {
-				wins.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if wins.Load() != 5 {
-		t.Fatalf("%d of 50 concurrent attempts got through a limit of 5", wins.Load())
+	wins := concurrently(50, func() bool {
+		a, err := s.ReserveAttempt(context.Background(), alice, t0, 15*time.Minute, 5)
+		if err != nil {
+			t.Errorf("ReserveAttempt: %v", err)
+		}
+		return a.Allowed
+	})
+	if wins != 5 {
+		t.Fatalf("%d of 50 concurrent attempts got through a limit of 5", wins)
 	}
 }
 
@@ -516,28 +501,16 @@ func testSessionCAS(t *testing.T, f Factory) {
 	if err := s.CreateSession(context.Background(), session("S", t0.Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < 50; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			ok, err := s.CompleteStage(context.Background(), "S", []string{}, "m.login.2fa.totp")
-			if err != nil {
-				t.Errorf("CompleteStage: %v", err)
-			}
-			if ok {
-				wins.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	wins := concurrently(50, func() bool {
+		ok, err := s.CompleteStage(context.Background(), "S", []string{}, "m.login.2fa.totp")
+		if err != nil {
+			t.Errorf("CompleteStage: %v", err)
+		}
+		return ok
+	})
 	got, _ := s.Session(context.Background(), "S")
-	if wins.Load() != 1 || len(got.Completed) != 1 {
-		t.Fatalf("%d concurrent completions won, completed = %v; want exactly 1", wins.Load(), got.Completed)
+	if wins != 1 || len(got.Completed) != 1 {
+		t.Fatalf("%d concurrent completions won, completed = %v; want exactly 1", wins, got.Completed)
 	}
 }
 
@@ -546,24 +519,14 @@ func testSessionTake(t *testing.T, f Factory) {
 	if err := s.CreateSession(context.Background(), session("S", t0.Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < 50; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			if _, err := s.TakeSession(context.Background(), "S"); err == nil {
-				wins.Add(1)
-			} else if !errors.Is(err, storage.ErrNotFound) {
-				t.Errorf("TakeSession: %v", err)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d concurrent TakeSession calls got the session; want exactly 1", wins.Load())
+	wins := concurrently(50, func() bool {
+		_, err := s.TakeSession(context.Background(), "S")
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("TakeSession: %v", err)
+		}
+		return err == nil
+	})
+	if wins != 1 {
+		t.Fatalf("%d concurrent TakeSession calls got the session; want exactly 1", wins)
 	}
 }
