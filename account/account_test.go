@@ -631,3 +631,37 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestLockoutBackoffAndUnlock: each round of failures without a success
+// doubles the wait; an operator's Unlock lifts it at once.
+func TestLockoutBackoffAndUnlock(t *testing.T) {
+	e := newEnv(t, fastConfig())
+	ctx := context.Background()
+	secret, _ := e.enrol(alice)
+	fail5 := func() {
+		t.Helper()
+		for i := 0; i < 5; i++ {
+			if err := e.svc.VerifyTOTP(ctx, alice, "000000"); !errors.Is(err, account.ErrInvalidCode) {
+				t.Fatalf("failure %d: %v", i+1, err)
+			}
+		}
+	}
+	fail5()
+	e.clock.Add(15 * time.Minute)
+	fail5() // round 2: locked for 30 minutes
+	e.clock.Add(15 * time.Minute)
+	le, locked := account.IsLocked(e.svc.VerifyTOTP(ctx, alice, e.code(secret, e.clock.Now())))
+	if !locked || le.RetryAfter != 15*time.Minute {
+		t.Fatalf("15 minutes into round 2's lock: locked=%v %+v; want 15 more minutes", locked, le)
+	}
+	if err := e.svc.Unlock(ctx, alice, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.VerifyTOTP(ctx, alice, e.code(secret, e.clock.Now())); err != nil {
+		t.Fatalf("right code after Unlock: %v", err)
+	}
+	evs, _ := e.svc.AuditEvents(ctx, alice, 50)
+	if countKind(evs, "lockout") != 2 || countKind(evs, "unlock") != 1 {
+		t.Errorf("want 2 lockout events and 1 unlock: %+v", evs)
+	}
+}

@@ -414,6 +414,16 @@ func (s *Service) AdminReset(ctx context.Context, userID, operator string) (bool
 	return existed, nil
 }
 
+// Unlock is an operator's lifting of a lockout: it forgets the user's failed
+// attempts and the back-off they earned, and records an audit event.
+func (s *Service) Unlock(ctx context.Context, userID, operator string) error {
+	if err := s.store.ClearFailures(ctx, userID); err != nil {
+		return err
+	}
+	s.audit(ctx, userID, storage.AuditUnlock, "by "+operator)
+	return nil
+}
+
 // Status is a user's 2FA state.
 type Status struct {
 	Enabled     bool
@@ -467,8 +477,8 @@ func (s *Service) AuditEvents(ctx context.Context, userID string, limit int) ([]
 }
 
 // attempt runs check under the lockout rules: the attempt is first reserved
-// as a failure (atomically refused past the limit, so a correct code is not
-// even checked), and wiped when check succeeds.
+// as a failure (atomically refused past the limit or during a back-off, so a
+// correct code is not even checked), and wiped when check succeeds.
 func (s *Service) attempt(ctx context.Context, userID string, now time.Time, check func() error) error {
 	a, err := s.store.ReserveAttempt(ctx, userID, now, s.cfg.LockoutWindow, s.cfg.LockoutLimit)
 	if err != nil {
@@ -491,8 +501,8 @@ func (s *Service) attempt(ctx context.Context, userID string, now time.Time, che
 	}
 	if errors.Is(err, ErrInvalidCode) {
 		s.log.WithField("user_id", userID).WithField("failures", a.Failures).Warn(err.Error())
-		if a.Failures == s.cfg.LockoutLimit {
-			s.audit(ctx, userID, storage.AuditLockout, fmt.Sprintf("%d failures within %s", a.Failures, s.cfg.LockoutWindow))
+		if a.Failures%s.cfg.LockoutLimit == 0 {
+			s.audit(ctx, userID, storage.AuditLockout, fmt.Sprintf("%d consecutive failures", a.Failures))
 		}
 	}
 	return err

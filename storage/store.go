@@ -84,6 +84,7 @@ const (
 	AuditReplay       = "replay"
 	AuditLockout      = "lockout"
 	AuditAdminReset   = "admin_reset"
+	AuditUnlock       = "unlock"
 	AuditKeyRotated   = "key_rotated"
 )
 
@@ -91,8 +92,8 @@ const (
 type Attempt struct {
 	// Allowed says the attempt was recorded and may be checked.
 	Allowed bool
-	// Failures is how many failures (this attempt included) are recorded
-	// within the window when Allowed.
+	// Failures is how many consecutive failures (this attempt included) are
+	// recorded since the last success, when Allowed.
 	Failures int
 	// RetryAt is when an attempt will next be allowed, when not Allowed.
 	RetryAt time.Time
@@ -137,14 +138,18 @@ type Store interface {
 	// codes in one transaction and reports whether anything existed.
 	DeleteAll(ctx context.Context, userID string) (bool, error)
 
-	// ReserveAttempt atomically records one verification attempt as a failure
-	// if fewer than limit failures are recorded for the user within window
-	// before now, and reports how many are recorded then. When the limit is
-	// reached it records nothing and reports Allowed=false and the time at
-	// which an attempt will be allowed again. A successful attempt is then
-	// wiped with ClearFailures.
+	// ReserveAttempt atomically records one verification attempt as a failure,
+	// unless the user is locked, and reports the consecutive failures since
+	// the last success. The user is locked while limit failures lie within
+	// window before now, and, with a growing back-off, after every round of
+	// limit consecutive failures: round k locks for window × 2^(k-1) from its
+	// last failure (15 min, 30 min, 1 h, … for the defaults), so the guesses
+	// someone can make without ever succeeding stay far below NIST's cap of
+	// 100. When locked it records nothing and reports Allowed=false and the
+	// time at which an attempt will be allowed again. A successful attempt is
+	// then wiped with ClearFailures.
 	ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (Attempt, error)
-	// ClearFailures forgets the user's recorded failures.
+	// ClearFailures forgets the user's recorded failures and back-off.
 	ClearFailures(ctx context.Context, userID string) error
 
 	// AddAudit appends an audit event.

@@ -136,6 +136,35 @@ func (c *cli) adminReset(ctx context.Context, args []string) int {
 	return exitOK
 }
 
+func (c *cli) adminUnlock(ctx context.Context, args []string) int {
+	fset := c.newFlagSet("admin unlock", "admin unlock [--config FILE] [--data-dir DIR] USER")
+	var cf configFlags
+	cf.register(fset, false)
+	rest, code, ok := parseArgs(fset, args)
+	if !ok {
+		return code
+	}
+	if !c.wantArgs(fset, rest, "USER") {
+		return exitUsage
+	}
+	user, err := parseUserID(rest[0])
+	if err != nil {
+		fmt.Fprintf(c.stderr, "matrix-2fa admin unlock: %v\n", err)
+		return exitUsage
+	}
+	core, code, ok := c.openAdminCore(ctx, "admin unlock", &cf)
+	if !ok {
+		return code
+	}
+	defer core.Close()
+	if err := core.svc.Unlock(ctx, user, c.operator()); err != nil {
+		fmt.Fprintf(c.stderr, "matrix-2fa admin unlock: %v\n", err)
+		return exitError
+	}
+	fmt.Fprintf(c.stdout, "cleared the failed attempts and back-off of %s; their codes are checked again\n", user)
+	return exitOK
+}
+
 // operator names who runs an admin command, for the audit log.
 func (c *cli) operator() string {
 	for _, v := range []string{"SUDO_USER", "USER"} {

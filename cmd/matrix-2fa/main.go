@@ -26,6 +26,7 @@ Usage:
   matrix-2fa generate-config [--homeserver URL] [--data-dir DIR] [-o FILE [--force]]
   matrix-2fa admin status [--config FILE] [--data-dir DIR] USER
   matrix-2fa admin reset [--config FILE] [--data-dir DIR] [--yes] USER
+  matrix-2fa admin unlock [--config FILE] [--data-dir DIR] USER
   matrix-2fa admin rotate-key [--config FILE] [--data-dir DIR]
   matrix-2fa demo [--listen ADDR]
 
@@ -34,6 +35,7 @@ Commands:
   generate-config  write a commented configuration file (stdout, or -o FILE)
   admin status     show a user's 2FA state and recent audit events
   admin reset      delete a user's 2FA (secret, enrolment, recovery codes)
+  admin unlock     lift a user's lockout (failed attempts and back-off)
   admin rotate-key re-encrypt every stored secret with a new key file
   demo             a throwaway Dendrite on loopback with the gateway in front (source tree only)
 
@@ -101,6 +103,8 @@ func (c *cli) admin(ctx context.Context, args []string) int {
 		return c.adminStatus(ctx, rest)
 	case "reset":
 		return c.adminReset(ctx, rest)
+	case "unlock":
+		return c.adminUnlock(ctx, rest)
 	case "rotate-key":
 		return c.adminRotateKey(ctx, rest)
 	case "help", "-h", "-help", "--help":

@@ -729,3 +729,36 @@ func TestInterruptedRotationRecovers(t *testing.T) {
 		t.Errorf("serve exit code = %d", code)
 	}
 }
+
+// TestAdminUnlock: an operator lifts a lockout; the user's right code is
+// checked again at once, and the unlock is in the audit log.
+func TestAdminUnlock(t *testing.T) {
+	cfg := testConfig(t)
+	c := mustOpenCore(t, cfg)
+	const user = "@alice:example.org"
+	secret := enrol(t, c.svc, user)
+	for i := 0; i < 5; i++ {
+		c.svc.VerifyTOTP(context.Background(), user, "000000")
+	}
+	if _, locked := account.IsLocked(c.svc.VerifyTOTP(context.Background(), user, nextCode(t, secret, c.svc.Params()))); !locked {
+		t.Fatal("not locked after 5 failures")
+	}
+	c.Close()
+
+	if code, _, stderr := runCLI(t, "admin", "unlock", "--data-dir", cfg.DataDir, "alice"); code != exitUsage || !strings.Contains(stderr, "not a Matrix user ID") {
+		t.Errorf("unlock of a bad user ID: exit %d, %q", code, stderr)
+	}
+	code, stdout, stderr := runCLI(t, "admin", "unlock", "--data-dir", cfg.DataDir, user)
+	if code != exitOK || !strings.Contains(stdout, "cleared") {
+		t.Fatalf("admin unlock: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	c = mustOpenCore(t, cfg)
+	defer c.Close()
+	if err := c.svc.VerifyTOTP(context.Background(), user, nextCode(t, secret, c.svc.Params())); err != nil {
+		t.Fatalf("right code after unlock: %v", err)
+	}
+	_, stdout, _ = runCLI(t, "admin", "status", "--data-dir", cfg.DataDir, user)
+	if !strings.Contains(stdout, "unlock") || !strings.Contains(stdout, "lockout") {
+		t.Errorf("status does not show the lockout and the unlock:\n%s", stdout)
+	}
+}

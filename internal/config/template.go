@@ -72,6 +72,8 @@ two_factor:
   recovery_codes: {{.TwoFactor.RecoveryCodes}}
   # Failed 2FA attempts per user (TOTP and recovery together) before every
   # attempt is refused with 429 M_LIMIT_EXCEEDED until the window has passed.
+  # Each further round of lockout_limit failures without a success doubles the
+  # wait (15 min, 30 min, 1 h, ...); 'matrix-2fa admin unlock USER' lifts it.
   lockout_limit: {{.TwoFactor.LockoutLimit}}
   lockout_window: {{q .TwoFactor.LockoutWindow}}
   # argon2id cost of recovery-code hashes, and how many may run at once.

@@ -325,8 +325,12 @@ func (d *DB) DeleteAll(ctx context.Context, userID string) (bool, error) {
 	return total > 0, err
 }
 
-// ReserveAttempt implements storage.Store: the check and the insert are one
-// statement, so concurrent attempts can never exceed limit.
+// maxBackoffRounds caps the doubling of the back-off (2^40 windows is
+// forever) so the arithmetic cannot overflow.
+const maxBackoffRounds = 40
+
+// ReserveAttempt implements storage.Store: it runs in one immediate
+// transaction, so concurrent attempts can never exceed limit.
 func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (storage.Attempt, error) {
 	since := ms(now.Add(-window))
 	var a storage.Attempt
@@ -334,32 +338,50 @@ func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, w
 		if _, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE user_id = ? AND at <= ?`, userID, since); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO failures (user_id, at)
-			SELECT ?, ? WHERE (SELECT COUNT(*) FROM failures WHERE user_id = ? AND at > ?) < ?`,
-			userID, ms(now), userID, since, limit)
-		if err != nil {
+		var streak int
+		var lockedUntil int64
+		err := tx.QueryRowContext(ctx, `SELECT count, locked_until FROM failure_streaks WHERE user_id = ?`, userID).Scan(&streak, &lockedUntil)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
+		var inWindow int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM failures WHERE user_id = ? AND at > ?`, userID, since).Scan(&inWindow); err != nil {
 			return err
 		}
-		var count int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM failures WHERE user_id = ? AND at > ?`, userID, since).Scan(&count); err != nil {
-			return err
-		}
-		if n == 1 {
-			a.Allowed, a.Failures = true, count
+		if ms(now) < lockedUntil || inWindow >= limit {
+			a.RetryAt = fromMS(lockedUntil)
+			if inWindow >= limit {
+				// Allowed again once enough failures have aged out of the
+				// window that fewer than limit remain.
+				var at int64
+				if err := tx.QueryRowContext(ctx, `SELECT at FROM failures WHERE user_id = ? AND at > ? ORDER BY at ASC LIMIT 1 OFFSET ?`,
+					userID, since, inWindow-limit).Scan(&at); err != nil {
+					return err
+				}
+				if t := fromMS(at).Add(window); t.After(a.RetryAt) {
+					a.RetryAt = t
+				}
+			}
 			return nil
 		}
-		// Locked: the attempt is allowed again once enough failures have aged
-		// out of the window that fewer than limit remain.
-		var at int64
-		if err := tx.QueryRowContext(ctx, `SELECT at FROM failures WHERE user_id = ? AND at > ? ORDER BY at ASC LIMIT 1 OFFSET ?`,
-			userID, since, count-limit).Scan(&at); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO failures (user_id, at) VALUES (?, ?)`, userID, ms(now)); err != nil {
 			return err
 		}
-		a.RetryAt = fromMS(at).Add(window)
+		streak++
+		if streak%limit == 0 {
+			round := min(streak/limit, maxBackoffRounds)
+			backoff := window * time.Duration(int64(1)<<(round-1))
+			if backoff <= 0 || backoff/time.Duration(int64(1)<<(round-1)) != window {
+				backoff = time.Duration(1<<62 - 1) // overflowed: as good as forever
+			}
+			lockedUntil = ms(now) + backoff.Milliseconds()
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO failure_streaks (user_id, count, locked_until) VALUES (?, ?, ?)
+			ON CONFLICT (user_id) DO UPDATE SET count = excluded.count, locked_until = excluded.locked_until`,
+			userID, streak, lockedUntil); err != nil {
+			return err
+		}
+		a.Allowed, a.Failures = true, streak
 		return nil
 	})
 	return a, err
@@ -367,8 +389,13 @@ func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, w
 
 // ClearFailures implements storage.Store.
 func (d *DB) ClearFailures(ctx context.Context, userID string) error {
-	_, err := d.db.ExecContext(ctx, `DELETE FROM failures WHERE user_id = ?`, userID)
-	return err
+	return d.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE user_id = ?`, userID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM failure_streaks WHERE user_id = ?`, userID)
+		return err
+	})
 }
 
 // AddAudit implements storage.Store.

@@ -309,31 +309,71 @@ func testReserve(t *testing.T, f Factory) {
 	s, _ := f(t)
 	ctx := context.Background()
 	w := 15 * time.Minute
+	reserve := func(at time.Time) storage.Attempt {
+		t.Helper()
+		a, err := s.ReserveAttempt(ctx, alice, at, w, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	// Round 1: five failures a minute apart; the 6th attempt is refused
+	// until the window has passed since the round's last failure.
 	for i := 0; i < 5; i++ {
-		a, err := s.ReserveAttempt(ctx, alice, t0.Add(time.Duration(i)*time.Minute), w, 5)
-		if err != nil || !a.Allowed || a.Failures != i+1 {
-			t.Fatalf("attempt %d = %+v, %v; want allowed with %d failures", i+1, a, err, i+1)
+		if a := reserve(t0.Add(time.Duration(i) * time.Minute)); !a.Allowed || a.Failures != i+1 {
+			t.Fatalf("attempt %d = %+v; want allowed with %d failures", i+1, a, i+1)
 		}
 	}
-	a, err := s.ReserveAttempt(ctx, alice, t0.Add(5*time.Minute), w, 5)
-	if err != nil || a.Allowed {
-		t.Fatalf("6th attempt = %+v, %v; want refused", a, err)
+	round1 := t0.Add(4 * time.Minute) // its last failure
+	a := reserve(t0.Add(5 * time.Minute))
+	if a.Allowed {
+		t.Fatalf("6th attempt = %+v; want refused", a)
 	}
-	if want := t0.Add(w); !a.RetryAt.Equal(want) {
-		t.Errorf("retryAt = %v; want %v (first failure + window)", a.RetryAt, want)
+	if want := round1.Add(w); !a.RetryAt.Equal(want) {
+		t.Errorf("retryAt = %v; want %v (the round's last failure + window)", a.RetryAt, want)
 	}
 	if a, _ := s.ReserveAttempt(ctx, "@bob:example.org", t0, w, 5); !a.Allowed {
 		t.Errorf("another user is locked by alice's failures")
 	}
-	if a, _ := s.ReserveAttempt(ctx, alice, t0.Add(w+time.Second), w, 5); !a.Allowed {
-		t.Errorf("still locked after the first failure left the window")
+	if a := reserve(round1.Add(w - time.Second)); a.Allowed {
+		t.Errorf("allowed a second before the lock ends")
 	}
+	// Round 2 without a success in between: the lock doubles.
+	for i := 0; i < 5; i++ {
+		if a := reserve(round1.Add(w)); !a.Allowed || a.Failures != 6+i {
+			t.Fatalf("round 2 attempt %d = %+v; want allowed with %d consecutive failures", i+1, a, 6+i)
+		}
+	}
+	round2 := round1.Add(w)
+	if a := reserve(round2.Add(2*w - time.Second)); a.Allowed || !a.RetryAt.Equal(round2.Add(2*w)) {
+		t.Errorf("after round 2 = %+v; want locked until %v (twice the window)", a, round2.Add(2*w))
+	}
+	if a := reserve(round2.Add(2 * w)); !a.Allowed || a.Failures != 11 {
+		t.Errorf("after the doubled lock = %+v; want allowed, 11 consecutive failures", a)
+	}
+	// A success (ClearFailures) forgets the streak and the back-off.
 	if err := s.ClearFailures(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 5; i++ {
-		if a, _ := s.ReserveAttempt(ctx, alice, t0.Add(w+2*time.Second), w, 5); !a.Allowed {
-			t.Fatalf("attempt %d refused after ClearFailures", i+1)
+		if a := reserve(round2.Add(2*w + time.Second)); !a.Allowed || a.Failures != i+1 {
+			t.Fatalf("attempt %d after ClearFailures = %+v", i+1, a)
+		}
+	}
+	// The back-off keeps doubling and never overflows: 60 rounds, each
+	// attempted the moment the previous lock ends.
+	far := t0
+	for i := 0; i < 60*5; i++ {
+		a, err := s.ReserveAttempt(ctx, "@carol:example.org", far, w, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a.Allowed {
+			if !a.RetryAt.After(far) {
+				t.Fatalf("refused with a retry time %v not after now %v", a.RetryAt, far)
+			}
+			far = a.RetryAt
+			i--
 		}
 	}
 }
