@@ -45,8 +45,11 @@ type fallbackData struct {
 	// and path ("" for a sign-in).
 	Operation string
 	Request   string
-	UserID    string
-	Action    string
+	// Started is when the session began (UTC), so a user sent someone
+	// else's sign-in link has something to notice.
+	Started string
+	UserID  string
+	Action  string
 	// SwitchURL is the same page asking for the other kind of code.
 	SwitchURL string
 	Digits    int
@@ -81,6 +84,7 @@ func (g *Gateway) handleFallback(stage string) http.HandlerFunc {
 		d := fallbackData{Stage: stage, Recovery: recoveryField, UserID: s.UserID,
 			Action: r.URL.EscapedPath() + "?" + q.Encode(), Digits: g.acc.Params().Digits}
 		d.Operation, d.Request = describeOperation(s)
+		d.Started = s.CreatedAt.UTC().Format("15:04 UTC, 2 January 2006")
 		if stage == flows.StageTOTP {
 			sw := url.Values{"session": {s.ID}}
 			if !recoveryField {

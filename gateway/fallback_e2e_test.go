@@ -269,7 +269,9 @@ func TestFallbackHeldLogin(t *testing.T) {
 	// r0 works as well as v3.
 	page := pgSession(strings.Replace(pgTOTPFallback, "/v3/", "/r0/", 1), s)
 	get := c.get(page)
-	pgWant(t, get, 200, "Sign-in", `name="code"`)
+	// The page says when the sign-in began: someone sent another's link has
+	// something to notice.
+	pgWant(t, get, 200, "Sign-in", `name="code"`, "started "+e.clock.Now().UTC().Format("15:04 UTC, 2 January 2006"))
 	pgCheckDone(t, c.post(page, "csrf", get.hidden("csrf"), "code", e.code(u)))
 
 	r = e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"session": s}})
