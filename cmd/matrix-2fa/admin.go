@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -20,21 +21,34 @@ import (
 // auditShown is how many audit events admin status prints.
 const auditShown = 10
 
-func (c *cli) adminStatus(ctx context.Context, args []string) int {
-	fset := c.newFlagSet("admin status", "admin status [--config FILE] [--data-dir DIR] USER")
-	var cf configFlags
+// userCommand parses the arguments of an admin subcommand that takes
+// --config, --data-dir, the options extra registers and one USER; it prints
+// what is wrong and returns ok=false with the exit code when they do not parse.
+func (c *cli) userCommand(name, extraSynopsis string, args []string, extra func(*flag.FlagSet)) (user string, cf configFlags, code int, ok bool) {
+	fset := c.newFlagSet("admin "+name, "admin "+name+" [--config FILE] [--data-dir DIR]"+extraSynopsis+" USER")
 	cf.register(fset, false)
+	if extra != nil {
+		extra(fset)
+	}
 	rest, code, ok := parseArgs(fset, args)
 	if !ok {
-		return code
+		return "", cf, code, false
 	}
 	if !c.wantArgs(fset, rest, "USER") {
-		return exitUsage
+		return "", cf, exitUsage, false
 	}
 	user, err := parseUserID(rest[0])
 	if err != nil {
-		fmt.Fprintf(c.stderr, "matrix-2fa admin status: %v\n", err)
-		return exitUsage
+		fmt.Fprintf(c.stderr, "matrix-2fa admin %s: %v\n", name, err)
+		return "", cf, exitUsage, false
+	}
+	return user, cf, exitOK, true
+}
+
+func (c *cli) adminStatus(ctx context.Context, args []string) int {
+	user, cf, code, ok := c.userCommand("status", "", args, nil)
+	if !ok {
+		return code
 	}
 	core, code, ok := c.openAdminCore(ctx, "admin status", &cf)
 	if !ok {
@@ -83,21 +97,12 @@ func (c *cli) adminStatus(ctx context.Context, args []string) int {
 }
 
 func (c *cli) adminReset(ctx context.Context, args []string) int {
-	fset := c.newFlagSet("admin reset", "admin reset [--config FILE] [--data-dir DIR] [--yes] USER")
-	var cf configFlags
-	cf.register(fset, false)
-	yes := fset.Bool("yes", false, "do not ask for confirmation (required when stdin is not a terminal)")
-	rest, code, ok := parseArgs(fset, args)
+	var yes *bool
+	user, cf, code, ok := c.userCommand("reset", " [--yes]", args, func(fset *flag.FlagSet) {
+		yes = fset.Bool("yes", false, "do not ask for confirmation (required when stdin is not a terminal)")
+	})
 	if !ok {
 		return code
-	}
-	if !c.wantArgs(fset, rest, "USER") {
-		return exitUsage
-	}
-	user, err := parseUserID(rest[0])
-	if err != nil {
-		fmt.Fprintf(c.stderr, "matrix-2fa admin reset: %v\n", err)
-		return exitUsage
 	}
 	if !*yes && !c.stdinTTY {
 		fmt.Fprintln(c.stderr, "matrix-2fa admin reset: refusing to reset without confirmation: "+
@@ -137,20 +142,9 @@ func (c *cli) adminReset(ctx context.Context, args []string) int {
 }
 
 func (c *cli) adminUnlock(ctx context.Context, args []string) int {
-	fset := c.newFlagSet("admin unlock", "admin unlock [--config FILE] [--data-dir DIR] USER")
-	var cf configFlags
-	cf.register(fset, false)
-	rest, code, ok := parseArgs(fset, args)
+	user, cf, code, ok := c.userCommand("unlock", "", args, nil)
 	if !ok {
 		return code
-	}
-	if !c.wantArgs(fset, rest, "USER") {
-		return exitUsage
-	}
-	user, err := parseUserID(rest[0])
-	if err != nil {
-		fmt.Fprintf(c.stderr, "matrix-2fa admin unlock: %v\n", err)
-		return exitUsage
 	}
 	core, code, ok := c.openAdminCore(ctx, "admin unlock", &cf)
 	if !ok {
