@@ -1,11 +1,9 @@
 package gateway_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,32 +13,15 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/gateway"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/internal/tesths"
-	"github.com/matrix-2fa/matrix-2fa/storage/sqlite"
 )
 
 // benchGateway starts a gateway in front of hsURL (as newEnvWith does, for a
 // benchmark) and returns its URL.
 func benchGateway(tb testing.TB, hsURL string) string {
 	tb.Helper()
-	ctx := context.Background()
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
-	db, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "2fa.db"), sqlite.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	box, err := account.NewSecretBox(account.NewKey())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := account.CheckKey(ctx, db, box); err != nil {
-		tb.Fatal(err)
-	}
-	acc, err := account.NewService(db, box, account.DefaultConfig(), account.WithLogger(quiet))
-	if err != nil {
-		tb.Fatal(err)
-	}
+	db, box, acc := newCore(tb, account.DefaultConfig(), account.WithLogger(quiet))
 	client, err := homeserver.New(hsURL, homeserver.Options{Logger: quiet})
 	if err != nil {
 		tb.Fatal(err)

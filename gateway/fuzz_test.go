@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/gateway"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
-	"github.com/matrix-2fa/matrix-2fa/storage/sqlite"
 )
 
 // fuzzGateway is a gateway in front of a minimal fake homeserver (the one
@@ -47,19 +45,10 @@ func fakeHSGateway(f testing.TB) *gateway.Gateway {
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(f.TempDir(), "f.db"), sqlite.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { db.Close() })
-	box, _ := account.NewSecretBox(account.NewKey())
 	cfg := account.DefaultConfig()
 	cfg.Argon2 = account.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}
 	cfg.LockoutLimit = 100
-	acc, err := account.NewService(db, box, cfg, account.WithLogger(quiet))
-	if err != nil {
-		f.Fatal(err)
-	}
+	db, box, acc := newCore(f, cfg, account.WithLogger(quiet))
 	// The fuzzed user has 2FA on, so the protected endpoints run the 2FA path.
 	en, err := acc.Enrol(ctx, "@fuzz:example.org")
 	if err != nil {

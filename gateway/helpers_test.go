@@ -63,19 +63,6 @@ func newEnvWith(t *testing.T, hs *dendrite.Server, opts ...envOption) *env {
 // newEnvLogged is newEnvWith with every component logging to quiet.
 func newEnvLogged(t *testing.T, hs *dendrite.Server, quiet *logrus.Logger, opts ...envOption) *env {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "2fa.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	box, err := account.NewSecretBox(account.NewKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := account.CheckKey(ctx, db, box); err != nil {
-		t.Fatal(err)
-	}
 	c := &clock{t: time.Now().Truncate(30 * time.Second)}
 	gcfg := gateway.Config{LoginTTL: 5 * time.Minute, TokenTTL: 2 * time.Minute, UIATTL: 15 * time.Minute,
 		SSOProviderID: "matrix-2fa", SSOProviderName: "Sign in with 2FA"}
@@ -84,10 +71,7 @@ func newEnvLogged(t *testing.T, hs *dendrite.Server, quiet *logrus.Logger, opts 
 	for _, o := range opts {
 		o(&gcfg, &acfg)
 	}
-	acc, err := account.NewService(db, box, acfg, account.WithClock(c.Now), account.WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, box, acc := newCore(t, acfg, account.WithClock(c.Now), account.WithLogger(quiet))
 	client, err := homeserver.New(hs.URL, homeserver.Options{Logger: quiet, WhoAmITTL: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -254,4 +238,28 @@ func base32NoPad(b []byte) string {
 
 func decodeB32(s string) ([]byte, error) {
 	return base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(s)
+}
+
+// newCore is a real SQLite store in a temporary directory, a fresh key
+// checked against it, and the account service over both.
+func newCore(tb testing.TB, cfg account.Config, opts ...account.Option) (*sqlite.DB, *account.SecretBox, *account.Service) {
+	tb.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "2fa.db"), sqlite.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	box, err := account.NewSecretBox(account.NewKey())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := account.CheckKey(ctx, db, box); err != nil {
+		tb.Fatal(err)
+	}
+	acc, err := account.NewService(db, box, cfg, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return db, box, acc
 }
