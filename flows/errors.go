@@ -81,7 +81,3 @@ func IsStageFailure(err error) bool {
 		errors.Is(err, uia.ErrStageNotAllowed) || errors.Is(err, account.ErrNotEnabled)
 }
 
-// IsInternal reports whether err maps to a 500 (and so must be logged).
-func IsInternal(err error) bool {
-	return MatrixError(err).StatusCode == http.StatusInternalServerError
-}
