@@ -80,4 +80,3 @@ func IsStageFailure(err error) bool {
 	return errors.Is(err, account.ErrInvalidCode) || errors.Is(err, ErrWrongPassword) ||
 		errors.Is(err, uia.ErrStageNotAllowed) || errors.Is(err, account.ErrNotEnabled)
 }
-

@@ -154,7 +154,6 @@ func New(store storage.SessionStore, ttl time.Duration, stages ...Stage) *Engine
 // SetClock injects the clock (tests).
 func (e *Engine) SetClock(now func() time.Time) { e.now = now }
 
-
 // NewSessionID returns a fresh random session ID (256 bits, base64url).
 func (e *Engine) NewSessionID() (string, error) {
 	b := make([]byte, 32)
