@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
@@ -471,6 +472,19 @@ func (s *Service) Enabled(ctx context.Context, userID string) (bool, error) {
 	return err == nil, err
 }
 
+// EnabledFold reports whether a user whose ID equals userID up to the case of
+// its letters has 2FA on, the way homeservers resolve a login's user (they
+// fold the localpart's case). An ID with non-ASCII letters, which the store
+// cannot fold, counts as having 2FA.
+func (s *Service) EnabledFold(ctx context.Context, userID string) (bool, error) {
+	for i := 0; i < len(userID); i++ {
+		if userID[i] >= utf8.RuneSelf {
+			return true, nil
+		}
+	}
+	return s.store.HasTOTPFold(ctx, userID)
+}
+
 // AuditEvents returns the user's newest audit events.
 func (s *Service) AuditEvents(ctx context.Context, userID string, limit int) ([]storage.AuditEvent, error) {
 	return s.store.AuditEvents(ctx, userID, limit)
@@ -550,6 +564,12 @@ func (s *Service) slowHash(ctx context.Context, code string, salt []byte) ([]byt
 	}
 	defer func() { <-s.hash }()
 	return hashRecovery(code, salt, s.cfg.Argon2), nil
+}
+
+// RecordRefused appends an AuditRefused event to userID's trail (the access
+// token's owner, or the user a login named), with detail saying why.
+func (s *Service) RecordRefused(ctx context.Context, userID, detail string) {
+	s.audit(ctx, userID, storage.AuditRefused, detail)
 }
 
 func (s *Service) audit(ctx context.Context, userID, kind, detail string) {

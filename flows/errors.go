@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
 
@@ -17,6 +18,12 @@ var (
 	ErrNotJSON  = errors.New("flows: body is not JSON")
 	ErrBadJSON  = errors.New("flows: body has the wrong shape")
 	ErrTooLarge = errors.New("flows: body too large")
+	// ErrAmbiguousToken: the access token is given more than once (header
+	// and query, or twice in either).
+	ErrAmbiguousToken = errors.New("flows: access token given more than once")
+	// ErrIdentityAssertion: an application service's user_id or device_id
+	// query parameter on an endpoint the gateway guards.
+	ErrIdentityAssertion = errors.New("flows: identity assertion on a guarded endpoint")
 )
 
 // MMissingParam is the Matrix error mautrix does not predefine.
@@ -39,6 +46,15 @@ var errorTable = []struct {
 	{uia.ErrStageNotAllowed, mautrix.MForbidden.WithMessage("That authentication stage is not allowed now; complete the stages of one flow in order")},
 	{uia.ErrUnknownStage, mautrix.MInvalidParam.WithMessage("Unknown auth type")},
 	{uia.ErrBadAuth, mautrix.MBadJSON.WithMessage("The auth dict is malformed")},
+	{canonical.ErrOtherUser, mautrix.MForbidden.WithMessage("The auth dict names another user: you can only authenticate as yourself")},
+	{canonical.ErrNotAUserID, mautrix.MForbidden.WithMessage("Identify yourself with your Matrix user ID here")},
+	{canonical.ErrAmbiguousUser, mautrix.MInvalidParam.WithMessage("The request names its user in more than one way (identifier and user/medium/address): give one identifier")},
+	{canonical.ErrNoIdentifierType, MMissingParam.WithMessage("The identifier has no type")},
+	{canonical.ErrUnknownIdentifier, mautrix.MUnknown.WithMessage("Unknown identifier type").WithStatus(http.StatusBadRequest)},
+	{canonical.ErrUnknownLoginType, mautrix.MUnknown.WithMessage("Unknown login type").WithStatus(http.StatusBadRequest)},
+	{canonical.ErrBadField, mautrix.MBadJSON.WithMessage("A field is missing or has the wrong type")},
+	{ErrAmbiguousToken, mautrix.MMissingToken.WithMessage("Give the access token once: in the Authorization header or in access_token, not both")},
+	{ErrIdentityAssertion, mautrix.MForbidden.WithMessage("Acting as another user (user_id, device_id) is not possible on this endpoint")},
 	{ErrNotJSON, mautrix.MNotJSON.WithMessage("Content not JSON")},
 	{ErrBadJSON, mautrix.MBadJSON.WithMessage("The request body has the wrong shape")},
 	{ErrTooLarge, mautrix.MTooLarge.WithMessage("The request body is too large")},

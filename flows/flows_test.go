@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
@@ -132,8 +133,12 @@ func TestPasswordStage(t *testing.T) {
 		{"right, legacy user", `{"user":"alice","password":"pw"}`, nil},
 		{"right, no identifier", `{"password":"pw"}`, nil},
 		{"wrong password", `{"identifier":{"type":"m.id.user","user":"alice"},"password":"nope"}`, flows.ErrWrongPassword},
-		{"another user", `{"identifier":{"type":"m.id.user","user":"bob"},"password":"pw"}`, flows.ErrWrongPassword},
-		{"another server", `{"identifier":{"type":"m.id.user","user":"@alice:evil.org"},"password":"pw"}`, flows.ErrWrongPassword},
+		{"another user", `{"identifier":{"type":"m.id.user","user":"bob"},"password":"pw"}`, canonical.ErrOtherUser},
+		{"another server", `{"identifier":{"type":"m.id.user","user":"@alice:evil.org"},"password":"pw"}`, canonical.ErrOtherUser},
+		{"legacy user disagrees with identifier", `{"identifier":{"type":"m.id.user","user":"alice"},"user":"bob","password":"pw"}`, canonical.ErrAmbiguousUser},
+		{"identifier without type", `{"identifier":{"user":"alice"},"password":"pw"}`, canonical.ErrNoIdentifierType},
+		{"third-party identifier", `{"identifier":{"type":"m.id.thirdparty","medium":"email","address":"a@b"},"password":"pw"}`, canonical.ErrNotAUserID},
+		{"legacy third-party", `{"medium":"email","address":"a@b","password":"pw"}`, canonical.ErrNotAUserID},
 		{"no password", `{"identifier":{"type":"m.id.user","user":"alice"}}`, flows.ErrMissingPassword},
 		{"password not a string", `{"password":5}`, uia.ErrBadAuth},
 	}

@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
 
@@ -95,31 +96,30 @@ func (PasswordStage) Type() string { return StagePassword }
 // Params implements uia.Stage.
 func (PasswordStage) Params() any { return nil }
 
-// Authenticate implements uia.Stage. An identifier naming another user fails
-// like a wrong password.
+// Authenticate implements uia.Stage. The dict is read as the homeserver
+// endpoints' dicts are (canonical): a dict naming another user, or naming
+// its user in two ways that disagree, is refused; the password is checked for
+// the session's user only.
 func (s PasswordStage) Authenticate(ctx context.Context, sess *uia.Session, a *uia.Auth) error {
-	var d struct {
-		Identifier struct {
-			Type string `json:"type"`
-			User string `json:"user"`
-		} `json:"identifier"`
-		User     string `json:"user"`
-		Password string `json:"password"`
-	}
-	if err := json.Unmarshal(a.Raw, &d); err != nil {
+	var o canonical.Object
+	if err := json.Unmarshal(a.Raw, &o); err != nil || o == nil {
 		return uia.ErrBadAuth
 	}
-	if d.Password == "" {
+	o["type"] = json.RawMessage(`"` + StagePassword + `"`) // the engine dispatched it as one
+	ca, err := canonical.ParseAuth(o)
+	if errors.Is(err, canonical.ErrBadField) {
+		return uia.ErrBadAuth
+	}
+	if err == nil {
+		err = ca.BindTo(sess.UserID)
+	}
+	if err != nil {
+		return err
+	}
+	if ca.Password == nil || *ca.Password == "" {
 		return ErrMissingPassword
 	}
-	user := d.Identifier.User
-	if user == "" {
-		user = d.User
-	}
-	if user != "" && !SameUser(user, id.UserID(sess.UserID)) {
-		return ErrWrongPassword
-	}
-	ok, err := s.HS.CheckPassword(ctx, id.UserID(sess.UserID), d.Password)
+	ok, err := s.HS.CheckPassword(ctx, id.UserID(sess.UserID), *ca.Password)
 	if err != nil {
 		return err
 	}
@@ -127,13 +127,4 @@ func (s PasswordStage) Authenticate(ctx context.Context, sess *uia.Session, a *u
 		return ErrWrongPassword
 	}
 	return nil
-}
-
-// SameUser reports whether a user given as a localpart or a full user ID
-// names want.
-func SameUser(given string, want id.UserID) bool {
-	if strings.HasPrefix(given, "@") {
-		return strings.EqualFold(given, string(want))
-	}
-	return strings.EqualFold(given, want.Localpart())
 }

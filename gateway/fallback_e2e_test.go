@@ -302,7 +302,8 @@ func TestFallbackRecoveryCodes(t *testing.T) {
 
 	// The TOTP page takes a recovery code (clients stick to the first flow),
 	// completing the TOTP stage of the client's flow.
-	s := e.pgDeleteChallenge(u, e.pgNewDevice(u))
+	dev := e.pgNewDevice(u)
+	s := e.pgDeleteChallenge(u, dev)
 	page := pgSession(pgTOTPFallback, s)
 	get := c.get(page)
 	pgWant(t, get, 200, "Use a recovery code")
@@ -312,14 +313,16 @@ func TestFallbackRecoveryCodes(t *testing.T) {
 		t.Fatal("the recovery-code field asks for a numeric keyboard")
 	}
 	pgCheckDone(t, c.post(page+"&recovery=1", "csrf", rec.hidden("csrf"), "code", u.recovery[0]))
-	r := e.gw("POST", pgDeleteDevices, u.AccessToken, map[string]any{"auth": map[string]any{"session": s}})
+	// The client resends its request (the same operation) with the session.
+	r := e.gw("POST", pgDeleteDevices, u.AccessToken, map[string]any{"devices": []string{dev}, "auth": map[string]any{"session": s}})
 	if got := r.strings("completed"); r.Status != 401 || !slices.Equal(got, []string{"m.login.2fa.totp"}) {
 		t.Fatalf("after a recovery code on the TOTP page: %d %s", r.Status, r.Raw)
 	}
 
 	// The recovery page: a recovery code (lower case, no hyphens is fine),
 	// never a TOTP code; a used code is refused.
-	s = e.pgDeleteChallenge(u, e.pgNewDevice(u))
+	dev = e.pgNewDevice(u)
+	s = e.pgDeleteChallenge(u, dev)
 	page = pgSession(pgRecoveryFallback, s)
 	get = c.get(page)
 	pgWant(t, get, 200, "Recovery code", `autocomplete="one-time-code"`)
@@ -328,7 +331,7 @@ func TestFallbackRecoveryCodes(t *testing.T) {
 	pgWant(t, c.post(page, "csrf", csrf, "code", u.recovery[0]), 403, "Invalid code")
 	code := strings.ToLower(strings.ReplaceAll(u.recovery[1], "-", ""))
 	pgCheckDone(t, c.post(page, "csrf", csrf, "code", code))
-	r = e.gw("POST", pgDeleteDevices, u.AccessToken, map[string]any{"auth": map[string]any{"session": s}})
+	r = e.gw("POST", pgDeleteDevices, u.AccessToken, map[string]any{"devices": []string{dev}, "auth": map[string]any{"session": s}})
 	if got := r.strings("completed"); r.Status != 401 || !slices.Equal(got, []string{"m.login.2fa.recovery"}) {
 		t.Fatalf("after the recovery page: %d %s", r.Status, r.Raw)
 	}

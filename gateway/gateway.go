@@ -39,6 +39,9 @@ type Config struct {
 	ForbidBarePassword bool
 	// SweepInterval is how often expired held logins are logged out upstream.
 	SweepInterval time.Duration
+	// MaxHeld is how many held logins (password right, second factor
+	// pending) a user may have at once; a new one retires the oldest.
+	MaxHeld int
 }
 
 // Options are the gateway's dependencies.
@@ -90,6 +93,9 @@ func New(o Options) *Gateway {
 	if o.Config.SweepInterval <= 0 {
 		o.Config.SweepInterval = 10 * time.Second
 	}
+	if o.Config.MaxHeld <= 0 {
+		o.Config.MaxHeld = 3
+	}
 	g := &Gateway{cfg: o.Config, hs: o.Homeserver, acc: o.Accounts, store: o.Store, box: o.Box, log: o.Logger, now: o.Now,
 		proxy: o.Homeserver.Proxy()}
 	g.engine = uia.New(o.Store, o.Config.UIATTL,
@@ -99,9 +105,6 @@ func New(o Options) *Gateway {
 	return g
 }
 
-// Prefixes are the client API versions the gateway intercepts.
-var Prefixes = []string{"/_matrix/client/r0", "/_matrix/client/v3"}
-
 func (g *Gateway) routes() *mux.Router {
 	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	for _, p := range Prefixes {
@@ -110,16 +113,16 @@ func (g *Gateway) routes() *mux.Router {
 		r.HandleFunc(p+"/account/two-factor/totp", g.authed(g.handleDisable)).Methods(http.MethodDelete)
 		r.HandleFunc(p+"/account/two-factor/totp/confirm", g.authed(g.handleConfirm)).Methods(http.MethodPost)
 		r.HandleFunc(p+"/account/two-factor/recovery", g.authed(g.handleRegenerate)).Methods(http.MethodPost)
+	}
+	for _, p := range loginPrefixes {
 		r.HandleFunc(p+"/login", g.handleLoginFlows).Methods(http.MethodGet)
 		r.HandleFunc(p+"/login", g.handleLogin).Methods(http.MethodPost)
-		r.HandleFunc(p+"/delete_devices", g.handleProtected).Methods(http.MethodPost)
-		r.HandleFunc(p+"/devices/{deviceId}", g.handleProtected).Methods(http.MethodDelete)
-		r.HandleFunc(p+"/account/password", g.handleProtected).Methods(http.MethodPost)
-		r.HandleFunc(p+"/account/deactivate", g.handleProtected).Methods(http.MethodPost)
-		r.HandleFunc(p+"/account/3pid/add", g.handleProtected).Methods(http.MethodPost)
-		r.HandleFunc(p+"/keys/device_signing/upload", g.handleProtected).Methods(http.MethodPost)
 	}
-	r.HandleFunc("/_matrix/client/v1/login/get_token", g.handleProtected).Methods(http.MethodPost)
+	for _, ep := range guardedEndpoints {
+		for _, p := range ep.Prefixes {
+			r.HandleFunc(p+ep.Path, g.handleGuarded(ep)).Methods(ep.Method)
+		}
+	}
 	r.HandleFunc("/health", g.handleHealth).Methods(http.MethodGet)
 	g.extraRoutes(r)
 	// Everything else, and other methods on our paths (CORS preflights
@@ -133,8 +136,9 @@ func (g *Gateway) routes() *mux.Router {
 func (g *Gateway) Router() *mux.Router { return g.router }
 
 // guarded matches paths of endpoints that must never reach the homeserver
-// unguarded under a version prefix we do not intercept.
-var guarded = regexp.MustCompile(`^/_matrix/client/(?:api/v1|unstable/org\.matrix\.msc3882|[^/]+)/(login|delete_devices|devices/[^/]+|account/password|account/deactivate|account/3pid/add|keys/device_signing/upload|login/get_token|login/token|account/two-factor(/.*)?)$`)
+// unguarded under a version prefix the gateway does not route (the routes
+// cover every prefix a homeserver serves them under: endpoints.go).
+var guarded = regexp.MustCompile(`^/_matrix/client/(?:api/v1|unstable/org\.matrix\.msc3882|[^/]+)/(login|delete_devices|devices/[^/]+|account/password|account/deactivate|account/3pid|account/3pid/add|keys/device_signing/upload|login/get_token|login/token|account/two-factor(/.*)?)$`)
 
 // Handler is the gateway's http.Handler: request logging, panic recovery,
 // path canonicalisation, then the routes.

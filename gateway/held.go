@@ -94,6 +94,35 @@ func (g *Gateway) retireHeld(ctx context.Context, s storage.UIASession) (requeue
 	return true, err
 }
 
+// limitHeld retires userID's oldest held logins (password right, second
+// factor pending; /login and the sign-in page alike) past MaxHeld, logging
+// their devices out upstream: repeated password logins cannot pile devices up
+// in the user's device list.
+func (g *Gateway) limitHeld(r *http.Request, userID string) {
+	ctx := context.WithoutCancel(r.Context())
+	held, err := g.store.UserSessions(ctx, userID, heldLoginPath, g.now())
+	if err != nil {
+		logger(r).WithError(err).Error("listing held logins")
+		return
+	}
+	for i := 0; i < len(held)-g.cfg.MaxHeld; i++ {
+		taken, err := g.store.TakeSession(ctx, held[i].ID)
+		if err != nil {
+			continue // released, expired or retired meanwhile
+		}
+		again, err := g.retireHeld(ctx, taken)
+		l := logger(r).WithField("user_id", userID)
+		switch {
+		case again:
+			l.WithError(err).Warn("logging out a retired held login failed; the sweeper retries")
+		case err != nil:
+			l.WithError(err).Error("logging out a retired held login")
+		default:
+			l.Info("oldest held login retired (too many pending logins)")
+		}
+	}
+}
+
 // Sweep deletes expired sessions and logs out the held logins among them.
 func (g *Gateway) Sweep(ctx context.Context) {
 	for {

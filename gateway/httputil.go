@@ -222,16 +222,26 @@ func postedForm(w http.ResponseWriter, r *http.Request) (form url.Values, ok boo
 	return form, true
 }
 
-// accessToken returns the request's access token (header or query).
-func accessToken(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		// The scheme is case-insensitive (RFC 9110 §11.1).
-		if scheme, t, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(t)
-		}
-		return ""
+// requestToken returns the request's access token: from "Authorization:
+// Bearer" (scheme case-insensitive, RFC 9110 §11.1) or the access_token query
+// parameter. A token given more than once (both places, two headers, two
+// parameters) is flows.ErrAmbiguousToken: homeservers pick differently. A
+// non-Bearer Authorization header is no token; requests the gateway forwards
+// then carry none either (homeserver.CheckedHeader).
+func requestToken(r *http.Request) (string, error) {
+	headers, params := r.Header.Values("Authorization"), r.URL.Query()["access_token"]
+	if len(headers)+len(params) > 1 {
+		return "", flows.ErrAmbiguousToken
 	}
-	return r.URL.Query().Get("access_token")
+	if len(params) == 1 {
+		return params[0], nil
+	}
+	if len(headers) == 1 {
+		if scheme, t, ok := strings.Cut(headers[0], " "); ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(t), nil
+		}
+	}
+	return "", nil
 }
 
 type ctxKey int

@@ -1,14 +1,15 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 
 	"maunium.net/go/mautrix"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/uia"
@@ -61,24 +62,18 @@ func (g *Gateway) handleLoginFlows(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// handleLogin is POST /login: password and token logins go to the homeserver
-// first; for an enrolled user the homeserver's answer is held behind the 2FA
-// stage. Users without 2FA, wrong passwords and appservice logins get the
-// homeserver's answer unchanged.
+// handleLogin is POST /login: a continuation of a held login goes to the 2FA
+// stage; a password, token or appservice login is read, rebuilt (user named
+// once, only known fields) and sent to the homeserver first; for an enrolled
+// user the homeserver's answer is held behind the 2FA stage. Users without
+// 2FA, wrong passwords and appservice logins get the homeserver's answer.
 func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
-	raw, err := readBody(w, r)
+	raw, obj, err := readObject(w, r)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	obj, err := parseObject(raw)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	// A continuation: {"auth":{…,"session":S}} or a top-level 2FA auth dict.
-	if authRaw, ok := obj["auth"]; ok && string(authRaw) != "null" {
-		a, err := uia.ParseAuth(authRaw)
+	if a, ok, err := loginContinuation(raw, obj); ok || err != nil {
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -86,57 +81,93 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 		g.continueLogin(w, r, a)
 		return
 	}
-	typ, _, err := stringField(obj, "type")
+	login, err := canonical.ParseLogin(canonical.Object(obj))
 	if err != nil {
-		writeError(w, r, err)
+		g.refuseLogin(w, r, err)
 		return
 	}
-	if flows.IsSecondFactor(typ) {
-		a, err := uia.ParseAuth(raw)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		g.continueLogin(w, r, a)
+	if login.Type == canonical.LoginToken && login.Token != nil && g.redeemLoginToken(w, r, *login.Token, login) {
 		return
 	}
-	if typ == flows.StageToken {
-		if tok, _, _ := stringField(obj, "token"); tok != "" && g.redeemLoginToken(w, r, tok, obj) {
-			return
-		}
-	}
-	if typ == flows.StagePassword {
-		if _, _, err := stringField(obj, "device_id"); err != nil {
-			writeError(w, r, err) // refused alike for every user: no 2FA oracle
-			return
-		}
-		if _, has := obj["device_id"]; has && g.mayHave2FA(r, obj) {
-			// Logging in with an existing device ID makes the homeserver
-			// replace that device's token at once, before any second factor:
-			// the password alone must not be able to do that to a user with
-			// 2FA. The homeserver gives the login a fresh device instead.
-			delete(obj, "device_id")
-			logger(r).Info("device_id dropped from the password login of a user who has (or may have) 2FA")
-		}
-		// Every password login is re-encoded the same way, whoever it names,
-		// so the homeserver's answer to a wrong password cannot differ by
-		// 2FA status.
-		if raw, err = json.Marshal(obj); err != nil {
+	token := "" // an appservice login is authorised by the appservice's token
+	if login.Type == canonical.LoginAppservice {
+		if token, err = requestToken(r); err != nil {
 			writeError(w, r, err)
 			return
 		}
 	}
-	resp, err := g.hs.Login(r.Context(), raw, g.hs.ForwardedHeader(r))
+	g.guardDevice(r, login)
+	body, err := login.Body()
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	if resp.Status != http.StatusOK || typ == string(mautrix.AuthTypeAppservice) {
+	resp, err := g.hs.Login(r.Context(), body, g.hs.CheckedHeader(r, token))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if resp.Status != http.StatusOK || login.Type == canonical.LoginAppservice {
 		copyResponse(w, resp)
 		return
 	}
-	// Fail closed: every successful login but an appservice's is checked,
-	// whatever its type (password, token, JWT, a module's own type).
+	g.holdLogin(w, r, login.Type, resp)
+}
+
+// loginContinuation recognises the 2FA step of a held login: {"auth":{…,
+// "session":S}} or a top-level 2FA auth dict.
+func loginContinuation(raw []byte, obj map[string]json.RawMessage) (*uia.Auth, bool, error) {
+	if authRaw, ok := obj["auth"]; ok && string(authRaw) != "null" {
+		a, err := uia.ParseAuth(authRaw)
+		return a, true, err
+	}
+	typ, _, err := stringField(obj, "type")
+	if err != nil || !flows.IsSecondFactor(typ) {
+		return nil, false, err
+	}
+	a, err := uia.ParseAuth(raw)
+	return a, true, err
+}
+
+// refuseLogin answers a login body the gateway will not forward; one that
+// names its user ambiguously is a warning.
+func (g *Gateway) refuseLogin(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, canonical.ErrAmbiguousUser) || errors.Is(err, canonical.ErrNoIdentifierType) {
+		logger(r).WithError(err).Warn("login names its user ambiguously; refused")
+	}
+	writeError(w, r, err)
+}
+
+// guardDevice drops device_id from a login unless the gateway knows the user
+// it names has no 2FA: logging in with an existing device ID makes the
+// homeserver replace that device's token at once, before any second factor.
+// The user must be one m.id.user, resolvable to a user ID, and no user whose
+// ID equals it up to the case of the localpart (homeservers fold it) may have
+// 2FA. Token logins never keep it (the user is known only afterwards).
+func (g *Gateway) guardDevice(r *http.Request, login *canonical.Login) {
+	if login.DeviceID == nil || login.Type == canonical.LoginAppservice {
+		return
+	}
+	if login.Type == canonical.LoginPassword && login.ID != nil && login.ID.Type == canonical.IDUser {
+		server := ""
+		if p := g.serverName.Load(); p != nil {
+			server = *p
+		}
+		if userID, ok := canonical.Qualify(login.ID.User, server); ok {
+			login.ID.User = userID // named once, in full
+			if has, err := g.acc.EnabledFold(r.Context(), userID); err == nil && !has {
+				return
+			}
+		}
+	}
+	login.DeviceID = nil
+	logger(r).Info("device_id dropped from a login whose user has (or may have) 2FA")
+}
+
+// holdLogin checks a successful login: a user with 2FA gets the 401
+// challenge and the homeserver's answer is held; anyone else gets it now.
+// Every 200 but an appservice's is checked, whatever its type.
+func (g *Gateway) holdLogin(w http.ResponseWriter, r *http.Request, typ string, resp *homeserver.Response) {
 	var login mautrix.RespLogin
 	if err := json.Unmarshal(resp.Body, &login); err != nil || login.UserID == "" || login.AccessToken == "" {
 		logger(r).WithField("login_type", typ).Error("homeserver answered a login with 200 but no user_id or access_token; refused")
@@ -144,46 +175,48 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.learnServerName(string(login.UserID))
+	l := logger(r).WithField("user_id", login.UserID)
 	enabled, err := g.acc.Enabled(r.Context(), string(login.UserID))
-	if err != nil {
-		g.hs.Logout(r.Context(), login.AccessToken) // never release a token unchecked
-		writeError(w, r, err)
-		return
-	}
-	if !enabled {
+	if err == nil && !enabled {
 		copyResponse(w, resp)
 		return
 	}
-	l := logger(r).WithField("user_id", login.UserID)
-	if g.cfg.ForbidBarePassword {
-		if err := g.hs.Logout(r.Context(), login.AccessToken); err != nil {
-			l.WithError(err).Error("logging out a refused bare-password login")
-		}
-		writeMatrixError(w, mautrix.MForbidden.WithMessage("Two-factor authentication is enabled for this account: use \"%s\"", g.cfg.SSOProviderName))
-		return
+	if err == nil && g.cfg.ForbidBarePassword {
+		err = mautrix.MForbidden.WithMessage("Two-factor authentication is enabled for this account: use \"%s\"", g.cfg.SSOProviderName)
 	}
-	sealed, err := g.sealHeld(string(login.UserID), resp.Body)
-	if err != nil {
-		g.hs.Logout(r.Context(), login.AccessToken)
-		writeError(w, r, err)
-		return
-	}
-	first := typ
-	if first == "" {
-		first = flows.StagePassword // the homeserver took it as one
-	}
-	req := uia.Request{Method: http.MethodPost, Path: heldLoginPath, UserID: string(login.UserID)}
-	s, err := g.engine.Start(r.Context(), req, flows.After(first), "", sealed, g.cfg.LoginTTL)
+	var s *uia.Session
 	if err == nil {
-		err = g.engine.MarkCompleted(r.Context(), s, first)
+		s, err = g.startHeld(r, typ, string(login.UserID), resp.Body)
 	}
 	if err != nil {
-		g.hs.Logout(r.Context(), login.AccessToken)
-		writeError(w, r, err)
+		if lerr := g.hs.Logout(context.WithoutCancel(r.Context()), login.AccessToken); lerr != nil {
+			l.WithError(lerr).Error("logging out a login that was not released")
+		}
+		writeError(w, r, err) // never release a token unchecked
 		return
 	}
 	l.Info("login held for the second factor")
 	writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+}
+
+// startHeld seals the login response in a new held-login session whose first
+// stage (typ) is done, then retires the user's oldest held logins past the
+// configured number.
+func (g *Gateway) startHeld(r *http.Request, typ, userID string, body []byte) (*uia.Session, error) {
+	sealed, err := g.sealHeld(userID, body)
+	if err != nil {
+		return nil, err
+	}
+	req := uia.Request{Method: http.MethodPost, Path: heldLoginPath, UserID: userID}
+	s, err := g.engine.Start(r.Context(), req, flows.After(typ), "", sealed, g.cfg.LoginTTL)
+	if err == nil {
+		err = g.engine.MarkCompleted(r.Context(), s, typ)
+	}
+	if err != nil {
+		return nil, err
+	}
+	g.limitHeld(r, userID)
+	return s, nil
 }
 
 // continueLogin runs the 2FA stage of a held login and releases the held
@@ -231,40 +264,4 @@ func (g *Gateway) continueLogin(w http.ResponseWriter, r *http.Request, a *uia.A
 	}
 	l.Info("login released after the second factor")
 	writeRawJSON(w, http.StatusOK, body)
-}
-
-// mayHave2FA reports whether the user a login body names has 2FA on, or
-// cannot be told apart from one who has (a third-party identifier, or a bare
-// localpart before the server name is known).
-func (g *Gateway) mayHave2FA(r *http.Request, obj map[string]json.RawMessage) bool {
-	var body struct {
-		Identifier struct {
-			Type string `json:"type"`
-			User string `json:"user"`
-		} `json:"identifier"`
-		User string `json:"user"`
-	}
-	b, _ := json.Marshal(obj)
-	if json.Unmarshal(b, &body) != nil {
-		return true
-	}
-	user := body.Identifier.User
-	if user == "" {
-		user = body.User
-	}
-	if user == "" || (body.Identifier.Type != "" && body.Identifier.Type != "m.id.user") {
-		return true
-	}
-	if local, server, ok := strings.Cut(strings.TrimPrefix(user, "@"), ":"); strings.HasPrefix(user, "@") && ok {
-		// Homeservers lower-case the localpart of a login's user ID.
-		user = "@" + strings.ToLower(local) + ":" + server
-	} else {
-		server := g.serverName.Load()
-		if server == nil {
-			return true
-		}
-		user = "@" + strings.ToLower(user) + ":" + *server
-	}
-	enabled, err := g.acc.Enabled(r.Context(), user)
-	return err != nil || enabled
 }

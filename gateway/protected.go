@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -8,6 +11,7 @@ import (
 
 	"maunium.net/go/mautrix"
 
+	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/storage"
@@ -21,104 +25,267 @@ type hsState struct {
 	Session string `json:"session"`
 	// Params are the homeserver's params, returned with every challenge.
 	Params map[string]json.RawMessage `json:"params,omitempty"`
+	// Operation is the SHA-256 of the rebuilt body (auth left out) that
+	// started the session: a later round must ask for the same operation.
+	Operation []byte `json:"operation"`
 }
 
-var errSecondFactorFirst = errors.New("gateway: homeserver stage before the second factor")
+// operation is the SHA-256 of the request's rebuilt body without auth.
+func (q *guardedRequest) operation() []byte {
+	h := sha256.Sum256(q.upstream(nil))
+	return h[:]
+}
 
-// handleProtected guards a homeserver UIA endpoint. For a user with 2FA the
-// 2FA stages go in front of every homeserver flow; the homeserver sees a
+// guardedRequest is a request to a guarded endpoint as the gateway read it.
+type guardedRequest struct {
+	ep    guardedEndpoint
+	token string
+	owner string // the access token's owner ("" without a token)
+	// fields are the body's fields besides auth, rebuilt (ep.Body).
+	fields map[string]json.RawMessage
+	// auth is the auth dict (nil: none); second is set when it is one of
+	// the gateway's own 2FA stages.
+	auth   *canonical.Auth
+	second *uia.Auth
+}
+
+// upstream returns the request body to forward with auth (nil: none).
+func (q *guardedRequest) upstream(auth json.RawMessage) []byte {
+	body := make(map[string]json.RawMessage, len(q.fields)+1)
+	for k, v := range q.fields {
+		body[k] = v
+	}
+	if auth != nil {
+		body["auth"] = auth
+	}
+	b, _ := json.Marshal(body)
+	return b
+}
+
+// handleGuarded guards a homeserver endpoint: every request is read and
+// rebuilt (the auth dict bound to the token's owner, only known fields);
+// for a user with 2FA the 2FA stage comes first, so the homeserver sees a
 // request with auth only after the 2FA stage is complete for that session and
-// that user, and never sees our stage types. Everyone else passes through.
-func (g *Gateway) handleProtected(w http.ResponseWriter, r *http.Request) {
-	tok := accessToken(r)
-	if tok == "" {
-		g.proxy.ServeHTTP(w, r) // e.g. a password reset by email: not ours
-		return
-	}
-	who, err := g.hs.WhoAmI(r.Context(), tok)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	enabled, err := g.acc.Enabled(r.Context(), string(who.UserID))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if !enabled {
-		g.proxy.ServeHTTP(w, r)
-		return
-	}
-	r = withLogger(r, logger(r).WithField("user_id", who.UserID))
-	raw, body, err := readObject(w, r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	var a *uia.Auth
-	if authRaw, ok := body["auth"]; ok && string(authRaw) != "null" {
-		if a, err = uia.ParseAuth(authRaw); err != nil {
-			writeError(w, r, err)
+// that user, and never sees the gateway's stage types.
+func (g *Gateway) handleGuarded(ep guardedEndpoint) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q, err := g.readGuarded(w, r, ep)
+		if err != nil {
+			g.refuseGuarded(w, r, q, err)
 			return
 		}
+		enabled := false
+		if q.owner != "" {
+			r = withLogger(r, logger(r).WithField("user_id", q.owner))
+			if enabled, err = g.acc.Enabled(r.Context(), q.owner); err != nil {
+				writeError(w, r, err)
+				return
+			}
+		}
+		switch {
+		case !enabled:
+			g.forwardAs(w, r, q, q.authBody(q.clientSession()))
+		case ep.OwnUIA:
+			g.ownUIA(w, r, q)
+		default:
+			g.inFront(w, r, q)
+		}
 	}
-	req := uia.Request{Method: r.Method, Path: r.URL.Path, UserID: string(who.UserID)}
-	ctx := r.Context()
+}
 
+func (q *guardedRequest) clientSession() string {
+	if q.auth == nil {
+		return ""
+	}
+	return q.auth.Session
+}
+
+// authBody is the rebuilt auth dict with session (nil when there is none).
+func (q *guardedRequest) authBody(session string) json.RawMessage {
+	if q.auth == nil || q.second != nil {
+		return nil
+	}
+	return q.auth.Body(session)
+}
+
+// readGuarded reads the token, its owner and the body. Errors are Matrix
+// errors for the client (refuseGuarded logs and audits the cross-user ones).
+func (g *Gateway) readGuarded(w http.ResponseWriter, r *http.Request, ep guardedEndpoint) (*guardedRequest, error) {
+	q := &guardedRequest{ep: ep}
+	var err error
+	if q.token, err = requestToken(r); err != nil {
+		return q, err
+	}
+	if query := r.URL.Query(); query.Has("user_id") || query.Has("device_id") || query.Has("org.matrix.msc3202.device_id") {
+		return q, flows.ErrIdentityAssertion
+	}
+	switch {
+	case q.token != "":
+		who, err := g.hs.WhoAmI(r.Context(), q.token)
+		if err != nil {
+			return q, err
+		}
+		g.learnServerName(string(who.UserID))
+		q.owner = string(who.UserID)
+	case !ep.NoToken:
+		return q, mautrix.MMissingToken.WithMessage("Missing access token")
+	}
+	_, obj, err := readObject(w, r)
+	if err != nil {
+		return q, err
+	}
+	if q.fields, err = ep.Body.Rebuild(canonical.Object(obj)); err != nil {
+		return q, err
+	}
+	authObj, ok, err := canonical.Object(obj).Object("auth")
+	if err != nil || !ok {
+		return q, err
+	}
+	if typ, _, _ := authObj.String("type"); flows.IsSecondFactor(typ) {
+		if q.second, err = uia.ParseAuth(obj["auth"]); err != nil {
+			return q, err
+		}
+		q.auth = &canonical.Auth{Type: typ, Session: q.second.Session}
+		return q, nil
+	}
+	if q.auth, err = canonical.ParseAuth(authObj); err != nil {
+		return q, err
+	}
+	return q, q.auth.BindTo(q.owner)
+}
+
+// refuseGuarded answers a request that could not be read; one that named
+// another user is a warning and an audit event on the token owner's trail.
+func (g *Gateway) refuseGuarded(w http.ResponseWriter, r *http.Request, q *guardedRequest, err error) {
+	if errors.Is(err, canonical.ErrOtherUser) || errors.Is(err, canonical.ErrNotAUserID) ||
+		errors.Is(err, canonical.ErrAmbiguousUser) {
+		logger(r).WithError(err).WithField("user_id", q.owner).Warn("guarded endpoint: auth dict names another user; refused")
+		if q.owner != "" {
+			g.acc.RecordRefused(r.Context(), q.owner, r.Method+" "+r.URL.Path+": the auth dict named another user")
+		}
+	}
+	writeError(w, r, err)
+}
+
+// forwardAs sends the rebuilt request upstream with auth and copies the answer.
+func (g *Gateway) forwardAs(w http.ResponseWriter, r *http.Request, q *guardedRequest, auth json.RawMessage) {
+	resp, err := g.forward(r, q, auth)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	copyResponse(w, resp)
+}
+
+// forward sends the rebuilt request upstream: canonical path, no query, the
+// checked token as the only credential.
+func (g *Gateway) forward(r *http.Request, q *guardedRequest, auth json.RawMessage) (*homeserver.Response, error) {
+	return g.hs.Do(r.Context(), r.Method, r.URL.EscapedPath(), g.hs.CheckedHeader(r, q.token), q.upstream(auth))
+}
+
+// ownUIA guards an endpoint the homeserver may perform without UIA: the
+// gateway's own 2FA session, then the request without any auth dict.
+func (g *Gateway) ownUIA(w http.ResponseWriter, r *http.Request, q *guardedRequest) {
+	req := uia.Request{Method: r.Method, Path: r.URL.Path, UserID: q.owner}
+	var a *uia.Auth
+	if q.auth != nil {
+		a = &uia.Auth{Type: q.auth.Type, Session: q.auth.Session}
+		if q.second != nil {
+			a = q.second
+		}
+	}
+	step, err := g.engine.Authorize(r.Context(), req, flows.SecondFactorFlows(), a)
+	if err != nil {
+		g.writeUIAError(w, r, step.Session, err)
+		return
+	}
+	if !step.Done {
+		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(step.Session, nil))
+		return
+	}
+	g.forwardAs(w, r, q, nil)
+}
+
+// inFront puts the 2FA stage in front of the homeserver's own stages.
+func (g *Gateway) inFront(w http.ResponseWriter, r *http.Request, q *guardedRequest) {
+	req := uia.Request{Method: r.Method, Path: r.URL.Path, UserID: q.owner}
 	var s *uia.Session
-	if a == nil || a.Session == "" {
+	var err error
+	if q.clientSession() == "" {
 		// No session yet: ask the homeserver for its challenge (the request
 		// goes without auth, so it cannot perform anything that needs UIA).
-		delete(body, "auth")
-		resp, err := g.forward(r, body)
-		if err != nil {
-			writeError(w, r, err)
+		if s, err = g.learnChallenge(w, r, q, req); s == nil {
+			if err != nil {
+				writeError(w, r, err)
+			}
 			return
 		}
-		hsUIA, ok := homeserver.ParseUIA(resp.Body)
-		if resp.Status != http.StatusUnauthorized || !ok {
-			copyResponse(w, resp) // no UIA needed (or an error): the homeserver's answer
-			return
-		}
-		if s, err = g.startProtected(r, req, hsUIA); err != nil {
-			writeError(w, r, err)
-			return
-		}
-		if a == nil || a.Type == "" {
+		if q.auth == nil || q.auth.Type == "" {
 			writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 			return
 		}
-	} else if s, err = g.engine.Load(ctx, a.Session, req); err != nil {
+	} else if s, err = g.loadGuarded(r, q, req); err != nil {
 		writeError(w, r, err)
 		return
 	}
-
-	secondDone := len(s.Completed) > 0 && flows.IsSecondFactor(s.Completed[0])
 	switch {
-	case a != nil && flows.IsSecondFactor(a.Type):
-		if err := g.engine.Attempt(ctx, s, a); err != nil {
+	case q.second != nil:
+		if err := g.engine.Attempt(r.Context(), s, q.second); err != nil {
 			g.writeUIAError(w, r, s, err)
 			return
 		}
 		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
-	case !secondDone:
+	case !secondFactorDone(s):
 		// A homeserver stage (or a bare session) before the second factor is
 		// never forwarded.
-		if a != nil && a.Type != "" {
-			logger(r).WithField("stage", a.Type).Warn("homeserver stage sent before the second factor; not forwarded")
+		if q.auth != nil && q.auth.Type != "" {
+			logger(r).WithField("stage", q.auth.Type).Warn("homeserver stage sent before the second factor; not forwarded")
 			re := mautrix.MForbidden.WithMessage("Complete two-factor authentication first")
 			writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, &re))
 			return
 		}
 		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 	default:
-		g.forwardStage(w, r, s, raw, body)
+		g.forwardStage(w, r, q, s)
 	}
+}
+
+// loadGuarded loads the client's session for req; it must have been started
+// for the same operation (the same rebuilt body), else ErrSessionMismatch.
+func (g *Gateway) loadGuarded(r *http.Request, q *guardedRequest, req uia.Request) (*uia.Session, error) {
+	s, err := g.engine.Load(r.Context(), q.auth.Session, req)
+	if err != nil {
+		return nil, err
+	}
+	var state hsState
+	if err := json.Unmarshal(s.Data, &state); err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(state.Operation, q.operation()) != 1 {
+		return nil, uia.ErrSessionMismatch
+	}
+	return s, nil
+}
+
+// learnChallenge forwards the request without auth. A 401 UIA answer starts
+// the gateway's session mirroring the homeserver's; any other answer is
+// written to the client as it is (nil session, nil error).
+func (g *Gateway) learnChallenge(w http.ResponseWriter, r *http.Request, q *guardedRequest, req uia.Request) (*uia.Session, error) {
+	resp, err := g.forward(r, q, nil)
+	if err != nil {
+		return nil, err
+	}
+	hsUIA, ok := homeserver.ParseUIA(resp.Body)
+	if resp.Status != http.StatusUnauthorized || !ok {
+		copyResponse(w, resp) // no UIA needed (or an error): the homeserver's answer
+		return nil, nil
+	}
+	return g.startProtected(r, req, hsUIA, q.operation())
 }
 
 // startProtected records a gateway session mirroring the homeserver's, reusing
 // its session ID (or minting one when it gave none).
-func (g *Gateway) startProtected(r *http.Request, req uia.Request, hsUIA *mautrix.RespUserInteractive) (*uia.Session, error) {
+func (g *Gateway) startProtected(r *http.Request, req uia.Request, hsUIA *mautrix.RespUserInteractive, operation []byte) (*uia.Session, error) {
 	var hsFlows [][]string
 	for _, f := range hsUIA.Flows {
 		var stages []string
@@ -127,7 +294,7 @@ func (g *Gateway) startProtected(r *http.Request, req uia.Request, hsUIA *mautri
 		}
 		hsFlows = append(hsFlows, stages)
 	}
-	state := hsState{Session: hsUIA.Session}
+	state := hsState{Session: hsUIA.Session, Operation: operation}
 	if len(hsUIA.Params) > 0 {
 		state.Params = map[string]json.RawMessage{}
 		for k, v := range hsUIA.Params {
@@ -143,7 +310,7 @@ func (g *Gateway) startProtected(r *http.Request, req uia.Request, hsUIA *mautri
 	if errors.Is(err, storage.ErrConflict) {
 		// The homeserver handed out an ID we already hold: take it over only
 		// for the very same request, else use a fresh ID of our own.
-		if s, err = g.engine.Load(r.Context(), hsUIA.Session, req); err == nil {
+		if s, err = g.engine.Load(r.Context(), hsUIA.Session, req); err == nil && bytes.Equal(s.Data, data) {
 			return s, nil
 		}
 		s, err = g.engine.Start(r.Context(), req, flows.InFront(hsFlows), "", data, 0)
@@ -163,30 +330,15 @@ func (g *Gateway) startProtected(r *http.Request, req uia.Request, hsUIA *mautri
 	return s, nil
 }
 
-// forwardStage sends a homeserver stage (the 2FA stage being done) upstream
-// with the homeserver's session ID, and merges its answer into ours.
-func (g *Gateway) forwardStage(w http.ResponseWriter, r *http.Request, s *uia.Session, raw []byte, body map[string]json.RawMessage) {
+// forwardStage sends a homeserver stage (the 2FA stage being done) upstream,
+// rebuilt, with the homeserver's session ID, and merges its answer into ours.
+func (g *Gateway) forwardStage(w http.ResponseWriter, r *http.Request, q *guardedRequest, s *uia.Session) {
 	var state hsState
 	if err := json.Unmarshal(s.Data, &state); err != nil {
 		writeError(w, r, err)
 		return
 	}
-	var auth map[string]json.RawMessage
-	if err := json.Unmarshal(body["auth"], &auth); err != nil {
-		writeError(w, r, flows.ErrBadJSON)
-		return
-	}
-	if t, _, _ := stringField(auth, "type"); flows.IsSecondFactor(t) {
-		writeError(w, r, uia.ErrStageNotAllowed) // never forward our own stage types
-		return
-	}
-	if state.Session == "" {
-		delete(auth, "session")
-	} else {
-		auth["session"], _ = json.Marshal(state.Session)
-	}
-	body["auth"], _ = json.Marshal(auth)
-	resp, err := g.forward(r, body)
+	resp, err := g.forward(r, q, q.authBody(state.Session))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -198,7 +350,7 @@ func (g *Gateway) forwardStage(w http.ResponseWriter, r *http.Request, s *uia.Se
 	}
 	hsUIA, ok := homeserver.ParseUIA(resp.Body)
 	if resp.Status != http.StatusUnauthorized || !ok {
-		if _, typed := auth["type"]; !typed && resp.Status == http.StatusBadRequest {
+		if q.auth.Type == "" && resp.Status == http.StatusBadRequest {
 			// A bare {"session"} (the resume after a fallback page) that the
 			// homeserver refuses without a stage type (Dendrite: 400): answer
 			// the challenge, the 2FA stage completed.
@@ -219,13 +371,4 @@ func (g *Gateway) forwardStage(w http.ResponseWriter, r *http.Request, s *uia.Se
 	ch.Completed = completed
 	ch.ErrCode, ch.Error = hsUIA.ErrCode, hsUIA.Error
 	writeJSON(w, http.StatusUnauthorized, ch)
-}
-
-// forward sends the request upstream with body re-encoded.
-func (g *Gateway) forward(r *http.Request, body map[string]json.RawMessage) (*homeserver.Response, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	return g.hs.Do(r.Context(), r.Method, r.URL.RequestURI(), g.hs.ForwardedHeader(r), b)
 }

@@ -20,6 +20,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 )
@@ -383,7 +384,7 @@ func (g *Gateway) selfSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	cancel()
 	userID := string(login.UserID)
-	if strings.HasPrefix(username, "@") && !flows.SameUser(username, id.UserID(userID)) {
+	if strings.HasPrefix(username, "@") && !canonical.SameUser(username, userID) {
 		logger(r).WithField("answered_user_id", userID).Error("self-service sign-in: homeserver answered for another user")
 		g.renderSelf(w, r, http.StatusForbidden, nil, v, msgBadPassword)
 		return

@@ -19,6 +19,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
@@ -403,7 +404,7 @@ func loginTokenSessionID(token string) string {
 // redeemLoginToken exchanges a loginToken issued by the sign-in page for its
 // held login; it returns false for tokens it did not issue (they go to the
 // homeserver). Taking the session is atomic, so a token works once.
-func (g *Gateway) redeemLoginToken(w http.ResponseWriter, r *http.Request, token string, body map[string]json.RawMessage) bool {
+func (g *Gateway) redeemLoginToken(w http.ResponseWriter, r *http.Request, token string, login *canonical.Login) bool {
 	ctx := r.Context()
 	taken, err := g.store.TakeSession(ctx, loginTokenSessionID(token))
 	if errors.Is(err, storage.ErrNotFound) {
@@ -426,7 +427,8 @@ func (g *Gateway) redeemLoginToken(w http.ResponseWriter, r *http.Request, token
 		writeError(w, r, errors.Join(errors.New("opening a held login"), err))
 		return true
 	}
-	if name, _, _ := stringField(body, "initial_device_display_name"); name != "" {
+	if login.DisplayName != nil && *login.DisplayName != "" {
+		name := *login.DisplayName
 		var login struct {
 			AccessToken string      `json:"access_token"`
 			DeviceID    id.DeviceID `json:"device_id"`

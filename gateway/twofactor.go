@@ -22,7 +22,11 @@ type authedHandler func(w http.ResponseWriter, r *http.Request, who homeserver.W
 // own error (M_MISSING_TOKEN / M_UNKNOWN_TOKEN).
 func (g *Gateway) authed(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := accessToken(r)
+		tok, err := requestToken(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
 		if tok == "" {
 			writeMatrixError(w, mautrix.MMissingToken.WithMessage("Missing access token"))
 			return

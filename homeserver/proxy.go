@@ -97,6 +97,23 @@ func (c *Client) ForwardedHeader(r *http.Request) http.Header {
 	return h
 }
 
+// CheckedHeader returns the headers for a request the gateway rebuilt from
+// r (forward only what was checked): the client's User-Agent, X-Forwarded-For,
+// -Host and -Proto as Proxy sets them, and accessToken, when not empty, as
+// the only credential ("Authorization: Bearer"). Nothing else of r's headers
+// goes upstream: no cookie, no second token, no query-string token.
+func (c *Client) CheckedHeader(r *http.Request, accessToken string) http.Header {
+	h := http.Header{}
+	c.setForwarded(h, r)
+	if ua := r.Header.Get("User-Agent"); ua != "" {
+		h.Set("User-Agent", ua)
+	}
+	if accessToken != "" {
+		h.Set("Authorization", "Bearer "+accessToken)
+	}
+	return h
+}
+
 type originKey struct{}
 
 // WithOrigin returns ctx carrying the client address of r (X-Forwarded-For

@@ -122,7 +122,8 @@ func routesFrom(data []byte) ([]Route, error) {
 }
 
 // expand returns path once for each version prefix. The path must be a Matrix
-// client path whose version segment is one of the prefixes.
+// client path written with one of the prefixes (a prefix may have several
+// segments, such as api/v1 or unstable/org.matrix.msc3882).
 func expand(path string, prefixes []string) ([]string, error) {
 	if len(prefixes) == 0 {
 		return nil, fmt.Errorf("%s is empty", PrefixesExtension)
@@ -131,21 +132,27 @@ func expand(path string, prefixes []string) ([]string, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s is set on a path outside %s", PrefixesExtension, clientPrefix)
 	}
-	version, tail, ok := strings.Cut(rest, "/")
-	if !ok || version == "" || tail == "" {
+	if version, tail, ok := strings.Cut(rest, "/"); !ok || version == "" || tail == "" {
 		return nil, fmt.Errorf("path has no version segment after %s", clientPrefix)
 	}
-	if !slices.Contains(prefixes, version) {
-		return nil, fmt.Errorf("path is written with version %q, which is not in %s %v", version, PrefixesExtension, prefixes)
-	}
-	out := make([]string, 0, len(prefixes))
+	tail, best := "", ""
 	for i, p := range prefixes {
-		if p == "" || strings.ContainsAny(p, "/{}?#") {
+		if p == "" || strings.ContainsAny(p, "{}?#") || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//") {
 			return nil, fmt.Errorf("%s has a malformed prefix %q", PrefixesExtension, p)
 		}
 		if slices.Contains(prefixes[:i], p) {
 			return nil, fmt.Errorf("%s lists %q twice", PrefixesExtension, p)
 		}
+		if t, ok := strings.CutPrefix(rest, p+"/"); ok && t != "" && len(p) > len(best) {
+			tail, best = t, p // the longest prefix the path is written with
+		}
+	}
+	if tail == "" {
+		version, _, _ := strings.Cut(rest, "/")
+		return nil, fmt.Errorf("path is written with version %q, which is not in %s %v", version, PrefixesExtension, prefixes)
+	}
+	out := make([]string, 0, len(prefixes))
+	for _, p := range prefixes {
 		out = append(out, clientPrefix+p+"/"+tail)
 	}
 	return out, nil

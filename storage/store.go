@@ -86,6 +86,9 @@ const (
 	AuditAdminReset   = "admin_reset"
 	AuditUnlock       = "unlock"
 	AuditKeyRotated   = "key_rotated"
+	// AuditRefused: a request was refused because it named another user or
+	// could be read two ways (forward only what was checked).
+	AuditRefused = "refused"
 )
 
 // Attempt is the outcome of ReserveAttempt.
@@ -109,6 +112,9 @@ type RewrapFunc func(userID string, secret []byte, keyID string) ([]byte, string
 type Store interface {
 	// TOTP returns the user's enabled authenticator, or ErrNotFound.
 	TOTP(ctx context.Context, userID string) (TOTP, error)
+	// HasTOTPFold reports whether some user whose ID equals userID up to the
+	// case of ASCII letters has an enabled authenticator.
+	HasTOTPFold(ctx context.Context, userID string) (bool, error)
 	// AdvanceStep records step as the last accepted one if and only if it is
 	// newer than the stored one; it reports whether it did. ErrNotFound when the
 	// user has no authenticator.
@@ -208,6 +214,9 @@ type SessionStore interface {
 	// TakeSession deletes the session and returns it, atomically, so only one
 	// caller ever gets it; ErrNotFound if it is already gone.
 	TakeSession(ctx context.Context, id string) (UIASession, error)
+	// UserSessions returns userID's sessions on path that are live at now,
+	// oldest first.
+	UserSessions(ctx context.Context, userID, path string, now time.Time) ([]UIASession, error)
 	// ExpiredSessions returns up to limit sessions that expired before now.
 	ExpiredSessions(ctx context.Context, now time.Time, limit int) ([]UIASession, error)
 }

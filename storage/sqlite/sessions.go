@@ -107,9 +107,19 @@ func (d *DB) TakeSession(ctx context.Context, id string) (storage.UIASession, er
 	return scanSession(d.db.QueryRowContext(ctx, `DELETE FROM uia_sessions WHERE id = ? RETURNING `+sessionColumns, id))
 }
 
+// UserSessions implements storage.SessionStore.
+func (d *DB) UserSessions(ctx context.Context, userID, path string, now time.Time) ([]storage.UIASession, error) {
+	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE user_id = ? AND path = ? AND expires_at > ?
+		ORDER BY created_at, id`, userID, path, ms(now))
+}
+
 // ExpiredSessions implements storage.SessionStore.
 func (d *DB) ExpiredSessions(ctx context.Context, now time.Time, limit int) ([]storage.UIASession, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?`, ms(now), limit)
+	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?`, ms(now), limit)
+}
+
+func (d *DB) sessions(ctx context.Context, query string, args ...any) ([]storage.UIASession, error) {
+	rows, err := d.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -160,6 +160,16 @@ func (d *DB) TOTP(ctx context.Context, userID string) (storage.TOTP, error) {
 	return t, nil
 }
 
+// HasTOTPFold implements storage.Store (NOCASE folds ASCII letters only).
+func (d *DB) HasTOTPFold(ctx context.Context, userID string) (bool, error) {
+	var one int
+	err := d.db.QueryRowContext(ctx, `SELECT 1 FROM totp WHERE user_id = ? COLLATE NOCASE LIMIT 1`, userID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // AdvanceStep implements storage.Store with one conditional UPDATE.
 func (d *DB) AdvanceStep(ctx context.Context, userID string, step int64) (bool, error) {
 	res, err := d.db.ExecContext(ctx, `UPDATE totp SET last_step = ? WHERE user_id = ? AND last_step < ?`, step, userID, step)

@@ -94,6 +94,8 @@ func Run(t *testing.T, f Factory) {
 		{"Sessions", testSessions},
 		{"SessionCompleteConcurrent", testSessionCAS},
 		{"SessionTakeConcurrent", testSessionTake},
+		{"HasTOTPFold", testHasTOTPFold},
+		{"UserSessions", testUserSessions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
@@ -568,5 +570,62 @@ func testSessionTake(t *testing.T, f Factory) {
 	})
 	if wins != 1 {
 		t.Fatalf("%d concurrent TakeSession calls got the session; want exactly 1", wins)
+	}
+}
+
+func testHasTOTPFold(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	enable(t, s, "@AliCe:Example.org", 1)
+	cases := []struct {
+		user string
+		want bool
+	}{
+		{"@AliCe:Example.org", true},
+		{"@alice:example.org", true},
+		{"@ALICE:EXAMPLE.ORG", true},
+		{"@alice:example.com", false},
+		{"@alic:example.org", false},
+		{"@alice_:example.org", false},
+		{"@%:example.org", false},
+	}
+	for _, tc := range cases {
+		got, err := s.HasTOTPFold(ctx, tc.user)
+		if err != nil || got != tc.want {
+			t.Errorf("HasTOTPFold(%q) = %v, %v; want %v", tc.user, got, err, tc.want)
+		}
+	}
+}
+
+func testUserSessions(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	mk := func(id, user, path string, created time.Time, ttl time.Duration) {
+		t.Helper()
+		err := s.CreateSession(ctx, storage.UIASession{ID: id, UserID: user, Method: "POST", Path: path,
+			Flows: [][]string{{"x"}}, Params: []byte("{}"), Completed: []string{}, CreatedAt: created, ExpiresAt: created.Add(ttl)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("b", alice, "/login", t0.Add(2*time.Second), time.Minute)
+	mk("a", alice, "/login", t0.Add(1*time.Second), time.Minute)
+	mk("c", alice, "/login", t0.Add(3*time.Second), time.Minute)
+	mk("expired", alice, "/login", t0.Add(-time.Hour), time.Minute)
+	mk("other-path", alice, "/delete_devices", t0, time.Minute)
+	mk("other-user", "@bob:example.org", "/login", t0, time.Minute)
+	got, err := s.UserSessions(ctx, alice, "/login", t0.Add(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, x := range got {
+		ids = append(ids, x.ID)
+	}
+	if fmt.Sprint(ids) != "[a b c]" {
+		t.Errorf("UserSessions = %v; want [a b c] (live, this user and path, oldest first)", ids)
+	}
+	if got, err := s.UserSessions(ctx, "@nobody:example.org", "/login", t0); err != nil || len(got) != 0 {
+		t.Errorf("UserSessions of a user without sessions = %v, %v", got, err)
 	}
 }
