@@ -81,10 +81,12 @@ func Run(t *testing.T, f Factory) {
 		{"PendingRoundTrip", testPending},
 		{"ConfirmEnrolment", testConfirm},
 		{"ConfirmRefusesChangedOrExpired", testConfirmRefuses},
+		{"ConfirmEnrolmentConcurrent", testConfirmConcurrent},
 		{"AdvanceStep", testAdvanceStep},
 		{"AdvanceStepConcurrent", testAdvanceStepConcurrent},
 		{"RecoveryCodes", testRecovery},
 		{"RecoveryConcurrent", testRecoveryConcurrent},
+		{"ReplaceRecoverySetConcurrent", testReplaceConcurrent},
 		{"DeleteAll", testDeleteAll},
 		{"ReserveAttempt", testReserve},
 		{"ReserveAttemptConcurrent", testReserveConcurrent},
@@ -207,6 +209,28 @@ func testConfirmRefuses(t *testing.T, f Factory) {
 	}
 }
 
+func testConfirmConcurrent(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	p := pending(alice, "one", t0.Add(time.Minute))
+	if err := s.PutPending(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	wins := concurrently(20, func() bool {
+		err := s.ConfirmEnrolment(ctx, p, 1, t0, set(alice, "set1", 10))
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("ConfirmEnrolment: %v", err)
+		}
+		return err == nil
+	})
+	if wins != 1 {
+		t.Fatalf("%d concurrent confirmations of one enrolment succeeded; want exactly 1", wins)
+	}
+	if rs, err := s.RecoverySet(ctx, alice); err != nil || len(rs.Codes) != 10 {
+		t.Errorf("after concurrent confirmations RecoverySet = %+v, %v; want one set of 10", rs, err)
+	}
+}
+
 func testAdvanceStep(t *testing.T, f Factory) {
 	s, _ := f(t)
 	ctx := context.Background()
@@ -278,6 +302,32 @@ func testRecoveryConcurrent(t *testing.T, f Factory) {
 	})
 	if wins != 1 {
 		t.Fatalf("%d concurrent consumptions of one code succeeded; want exactly 1", wins)
+	}
+}
+
+// testReplaceConcurrent replaces one user's set from many callers at once:
+// each replacement is whole, so every call succeeds and one whole set remains.
+func testReplaceConcurrent(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	enable(t, s, alice, 1)
+	var n atomic.Int32
+	concurrently(20, func() bool {
+		id := fmt.Sprintf("set-%d", n.Add(1))
+		if err := s.ReplaceRecoverySet(ctx, set(alice, id, 10)); err != nil {
+			t.Errorf("ReplaceRecoverySet(%s): %v", id, err)
+			return false
+		}
+		return true
+	})
+	rs, err := s.RecoverySet(ctx, alice)
+	if err != nil || len(rs.Codes) != 10 || !bytes.Equal(rs.Salt, []byte("salt-"+rs.SetID)) {
+		t.Fatalf("after concurrent replacements RecoverySet = %+v, %v; want one whole set of 10", rs, err)
+	}
+	for _, c := range rs.Codes {
+		if want := fmt.Sprintf("%s-hash-%d", rs.SetID, c.Index); string(c.Hash) != want {
+			t.Errorf("code %d has hash %q; want %q (codes of another set mixed in)", c.Index, c.Hash, want)
+		}
 	}
 }
 
