@@ -339,15 +339,17 @@ func (d *DB) ConsumeRecoveryCode(ctx context.Context, userID, setID string, inde
 	return tag.RowsAffected() == 1, nil
 }
 
-// DeleteAll implements storage.Store. The totp row goes first, so a
-// concurrent ReplaceRecoverySet either finishes before or finds nothing.
+// DeleteAll implements storage.Store. It takes the user's rows in the order
+// every method does (pending, totp, recovery set), so it cannot deadlock with
+// them, and a concurrent ReplaceRecoverySet either finishes before it or
+// finds no authenticator.
 func (d *DB) DeleteAll(ctx context.Context, userID string) (bool, error) {
 	var total int64
 	err := d.tx(ctx, func(tx pgx.Tx) error {
 		total = 0
 		for _, q := range []string{
-			`DELETE FROM totp WHERE user_id = $1`,
 			`DELETE FROM totp_pending WHERE user_id = $1`,
+			`DELETE FROM totp WHERE user_id = $1`,
 			`DELETE FROM recovery_codes WHERE user_id = $1`,
 			`DELETE FROM recovery_sets WHERE user_id = $1`,
 		} {
@@ -473,12 +475,13 @@ func (d *DB) PutMeta(ctx context.Context, key string, value []byte) error {
 
 // Rewrap implements storage.Store. It locks both secret tables against
 // writers (readers go on) for its transaction, so no secret is written under
-// the old key while it runs.
+// the old key while it runs; totp_pending first, in the order in which
+// ConfirmEnrolment and DeleteAll take them.
 func (d *DB) Rewrap(ctx context.Context, fn storage.RewrapFunc, metaKey string, metaValue []byte) (int, error) {
 	count := 0
 	err := d.tx(ctx, func(tx pgx.Tx) error {
 		count = 0
-		if _, err := tx.Exec(ctx, `LOCK TABLE totp, totp_pending IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+		if _, err := tx.Exec(ctx, `LOCK TABLE totp_pending, totp IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 			return err
 		}
 		for _, table := range []string{"totp", "totp_pending"} {
