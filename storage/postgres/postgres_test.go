@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,6 +194,61 @@ func TestConcurrentOpen(t *testing.T) {
 		dbs[i].Close()
 	}
 	checkMigrations(t, dbURL)
+}
+
+// TestReplicasShareOneLimit has three replicas (three pools, as three
+// processes would have) take attempts for one user at once: the row lock is
+// the server's, so exactly limit attempts get through in all, and exactly one
+// replica accepts a TOTP step.
+func TestReplicasShareOneLimit(t *testing.T) {
+	dbURL := freshDatabase(t)
+	ctx := context.Background()
+	var replicas []*postgres.DB
+	for range 3 {
+		db := open(t, dbURL)
+		defer db.Close()
+		replicas = append(replicas, db)
+	}
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	p := storage.Pending{UserID: "@u:x", Secret: []byte("s"), KeyID: "k", Algorithm: "SHA1", Digits: 6, Period: 30,
+		CreatedAt: at, ExpiresAt: at.Add(time.Hour)}
+	if err := replicas[0].PutPending(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := replicas[1].ConfirmEnrolment(ctx, p, 1, at, storage.RecoverySet{UserID: "@u:x", SetID: "s", Salt: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	var attempts, steps atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db := replicas[i%len(replicas)]
+			<-start
+			a, err := db.ReserveAttempt(ctx, "@u:x", at, 15*time.Minute, 5)
+			if err != nil {
+				t.Errorf("ReserveAttempt: %v", err)
+			}
+			if a.Allowed {
+				attempts.Add(1)
+			}
+			ok, err := db.AdvanceStep(ctx, "@u:x", 2)
+			if err != nil {
+				t.Errorf("AdvanceStep: %v", err)
+			}
+			if ok {
+				steps.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if attempts.Load() != 5 || steps.Load() != 1 {
+		t.Fatalf("across 3 replicas %d attempts got through a limit of 5 and %d accepted one step; want 5 and 1",
+			attempts.Load(), steps.Load())
+	}
 }
 
 func TestOpenErrors(t *testing.T) {
