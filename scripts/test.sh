@@ -22,6 +22,7 @@ step "1/5 system packages"
 # oathtool, zbarimg: TOTP and QR decoding in tests; chromium + chromedriver:
 # browser tests; gcc: cgo for mattn/go-sqlite3; ca-certificates: module downloads.
 PACKAGES=(oathtool zbar-tools chromium chromium-driver ca-certificates gcc)
+PACKAGES+=(postgresql-15) # storage/postgres tests, on a throwaway cluster (scripts/pg.sh)
 missing=()
 for p in "${PACKAGES[@]}"; do
 	if ! dpkg -s "$p" >/dev/null 2>&1; then
@@ -88,6 +89,10 @@ echo "go vet: ok"
 
 # ---------------------------------------------------------------------------
 step "4/5 go test"
+# A throwaway PostgreSQL on 127.0.0.1:54329 for storage/postgres, stopped on exit.
+MATRIX2FA_TEST_PG="$("$ROOT/scripts/pg.sh" start)" || die "PostgreSQL did not start (scripts/pg.sh start)"
+export MATRIX2FA_TEST_PG
+trap '"$ROOT/scripts/pg.sh" stop || true' EXIT
 go test -count=1 -timeout 40m ./...
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
 // Package storage defines the one Store interface that holds all persistent 2FA
-// state, its SQLite engine with embedded ordered migrations, and a conformance
-// suite (storagetest) that every engine must pass.
+// state and the lockout arithmetic its engines share; the engines (sqlite, postgres)
+// and the conformance suite every engine must pass (storagetest) are its subpackages.
 package storage

@@ -335,64 +335,59 @@ func (d *DB) DeleteAll(ctx context.Context, userID string) (bool, error) {
 	return total > 0, err
 }
 
-// maxBackoffRounds caps the doubling of the back-off (2^40 windows is
-// forever) so the arithmetic cannot overflow.
-const maxBackoffRounds = 40
-
-// ReserveAttempt implements storage.Store: it runs in one immediate
-// transaction, so concurrent attempts can never exceed limit.
+// ReserveAttempt implements storage.Store: it loads the user's failures in
+// one immediate transaction, so concurrent attempts can never exceed limit,
+// and leaves the decision to storage.DecideAttempt.
 func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (storage.Attempt, error) {
+	now = fromMS(ms(now)) // the precision the engine stores
 	since := ms(now.Add(-window))
 	var a storage.Attempt
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE user_id = ? AND at <= ?`, userID, since); err != nil {
 			return err
 		}
-		var streak int
+		var f storage.Failures
 		var lockedUntil int64
-		err := tx.QueryRowContext(ctx, `SELECT count, locked_until FROM failure_streaks WHERE user_id = ?`, userID).Scan(&streak, &lockedUntil)
+		err := tx.QueryRowContext(ctx, `SELECT count, locked_until FROM failure_streaks WHERE user_id = ?`, userID).Scan(&f.Streak, &lockedUntil)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		var inWindow int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM failures WHERE user_id = ? AND at > ?`, userID, since).Scan(&inWindow); err != nil {
+		if lockedUntil != 0 {
+			f.LockedUntil = fromMS(lockedUntil)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT at FROM failures WHERE user_id = ? AND at > ? ORDER BY at ASC`, userID, since)
+		if err != nil {
 			return err
 		}
-		if ms(now) < lockedUntil || inWindow >= limit {
-			a.RetryAt = fromMS(lockedUntil)
-			if inWindow >= limit {
-				// Allowed again once enough failures have aged out of the
-				// window that fewer than limit remain.
-				var at int64
-				if err := tx.QueryRowContext(ctx, `SELECT at FROM failures WHERE user_id = ? AND at > ? ORDER BY at ASC LIMIT 1 OFFSET ?`,
-					userID, since, inWindow-limit).Scan(&at); err != nil {
-					return err
-				}
-				if t := fromMS(at).Add(window); t.After(a.RetryAt) {
-					a.RetryAt = t
-				}
+		for rows.Next() {
+			var at int64
+			if err := rows.Scan(&at); err != nil {
+				rows.Close()
+				return err
 			}
+			f.Recent = append(f.Recent, fromMS(at))
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var streak int
+		var until time.Time
+		a, streak, until = storage.DecideAttempt(f, now, window, limit)
+		if !a.Allowed {
 			return nil
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO failures (user_id, at) VALUES (?, ?)`, userID, ms(now)); err != nil {
 			return err
 		}
-		streak++
-		if streak%limit == 0 {
-			round := min(streak/limit, maxBackoffRounds)
-			backoff := window * time.Duration(int64(1)<<(round-1))
-			if backoff <= 0 || backoff/time.Duration(int64(1)<<(round-1)) != window {
-				backoff = time.Duration(1<<62 - 1) // overflowed: as good as forever
-			}
-			lockedUntil = ms(now) + backoff.Milliseconds()
+		lockedUntil = 0
+		if !until.IsZero() {
+			lockedUntil = ms(until)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO failure_streaks (user_id, count, locked_until) VALUES (?, ?, ?)
+		_, err = tx.ExecContext(ctx, `INSERT INTO failure_streaks (user_id, count, locked_until) VALUES (?, ?, ?)
 			ON CONFLICT (user_id) DO UPDATE SET count = excluded.count, locked_until = excluded.locked_until`,
-			userID, streak, lockedUntil); err != nil {
-			return err
-		}
-		a.Allowed, a.Failures = true, streak
-		return nil
+			userID, streak, lockedUntil)
+		return err
 	})
 	return a, err
 }

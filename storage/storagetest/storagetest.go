@@ -81,11 +81,14 @@ func Run(t *testing.T, f Factory) {
 		{"PendingRoundTrip", testPending},
 		{"ConfirmEnrolment", testConfirm},
 		{"ConfirmRefusesChangedOrExpired", testConfirmRefuses},
+		{"ConfirmEnrolmentConcurrent", testConfirmConcurrent},
 		{"AdvanceStep", testAdvanceStep},
 		{"AdvanceStepConcurrent", testAdvanceStepConcurrent},
 		{"RecoveryCodes", testRecovery},
 		{"RecoveryConcurrent", testRecoveryConcurrent},
+		{"ReplaceRecoverySetConcurrent", testReplaceConcurrent},
 		{"DeleteAll", testDeleteAll},
+		{"MixedWritesConcurrent", testMixedConcurrent},
 		{"ReserveAttempt", testReserve},
 		{"ReserveAttemptConcurrent", testReserveConcurrent},
 		{"Audit", testAudit},
@@ -209,6 +212,28 @@ func testConfirmRefuses(t *testing.T, f Factory) {
 	}
 }
 
+func testConfirmConcurrent(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	p := pending(alice, "one", t0.Add(time.Minute))
+	if err := s.PutPending(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	wins := concurrently(20, func() bool {
+		err := s.ConfirmEnrolment(ctx, p, 1, t0, set(alice, "set1", 10))
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("ConfirmEnrolment: %v", err)
+		}
+		return err == nil
+	})
+	if wins != 1 {
+		t.Fatalf("%d concurrent confirmations of one enrolment succeeded; want exactly 1", wins)
+	}
+	if rs, err := s.RecoverySet(ctx, alice); err != nil || len(rs.Codes) != 10 {
+		t.Errorf("after concurrent confirmations RecoverySet = %+v, %v; want one set of 10", rs, err)
+	}
+}
+
 func testAdvanceStep(t *testing.T, f Factory) {
 	s, _ := f(t)
 	ctx := context.Background()
@@ -283,6 +308,32 @@ func testRecoveryConcurrent(t *testing.T, f Factory) {
 	}
 }
 
+// testReplaceConcurrent replaces one user's set from many callers at once:
+// each replacement is whole, so every call succeeds and one whole set remains.
+func testReplaceConcurrent(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	enable(t, s, alice, 1)
+	var n atomic.Int32
+	concurrently(20, func() bool {
+		id := fmt.Sprintf("set-%d", n.Add(1))
+		if err := s.ReplaceRecoverySet(ctx, set(alice, id, 10)); err != nil {
+			t.Errorf("ReplaceRecoverySet(%s): %v", id, err)
+			return false
+		}
+		return true
+	})
+	rs, err := s.RecoverySet(ctx, alice)
+	if err != nil || len(rs.Codes) != 10 || !bytes.Equal(rs.Salt, []byte("salt-"+rs.SetID)) {
+		t.Fatalf("after concurrent replacements RecoverySet = %+v, %v; want one whole set of 10", rs, err)
+	}
+	for _, c := range rs.Codes {
+		if want := fmt.Sprintf("%s-hash-%d", rs.SetID, c.Index); string(c.Hash) != want {
+			t.Errorf("code %d has hash %q; want %q (codes of another set mixed in)", c.Index, c.Hash, want)
+		}
+	}
+}
+
 func testDeleteAll(t *testing.T, f Factory) {
 	s, _ := f(t)
 	ctx := context.Background()
@@ -304,6 +355,44 @@ func testDeleteAll(t *testing.T, f Factory) {
 	}
 	if _, err := s.TOTP(ctx, "@bob:example.org"); err != nil {
 		t.Errorf("another user's record was deleted: %v", err)
+	}
+}
+
+// testMixedConcurrent runs every kind of write to one user's secrets and
+// recovery codes at once: each must either happen or report ErrNotFound,
+// never fail (an engine that takes locks in different orders deadlocks here).
+func testMixedConcurrent(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	enable(t, s, alice, 1)
+	var n atomic.Int32
+	concurrently(40, func() bool {
+		i := n.Add(1)
+		var err error
+		switch i % 5 {
+		case 0:
+			p := pending(alice, fmt.Sprintf("re-%d", i), t0.Add(time.Hour))
+			if err = s.PutPending(ctx, p); err == nil {
+				err = s.ConfirmEnrolment(ctx, p, 2, t0, set(alice, fmt.Sprintf("c-%d", i), 10))
+			}
+		case 1:
+			_, err = s.DeleteAll(ctx, alice)
+		case 2:
+			err = s.ReplaceRecoverySet(ctx, set(alice, fmt.Sprintf("r-%d", i), 10))
+		case 3:
+			_, err = s.Rewrap(ctx, func(u string, sec []byte, k string) ([]byte, string, error) {
+				return sec, "k2", nil
+			}, "check", []byte("v"))
+		case 4:
+			_, err = s.AdvanceStep(ctx, alice, int64(i))
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("write %d: %v", i, err)
+		}
+		return err == nil
+	})
+	if rs, err := s.RecoverySet(ctx, alice); err == nil && len(rs.Codes) != 10 {
+		t.Errorf("after concurrent writes RecoverySet = %+v; want a whole set or none", rs)
 	}
 }
 

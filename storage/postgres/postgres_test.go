@@ -1,0 +1,307 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/matrix-2fa/matrix-2fa/storage"
+	"github.com/matrix-2fa/matrix-2fa/storage/postgres"
+	"github.com/matrix-2fa/matrix-2fa/storage/storagetest"
+)
+
+const noServer = "MATRIX2FA_TEST_PG is not set: run scripts/test.sh, or start a throwaway server with " +
+	"`scripts/pg.sh start` and set MATRIX2FA_TEST_PG to the URL it prints"
+
+// TestMain fails the package at once, with one clear message, when there is no
+// test server to run against.
+func TestMain(m *testing.M) {
+	if os.Getenv("MATRIX2FA_TEST_PG") == "" {
+		fmt.Fprintln(os.Stderr, "storage/postgres: "+noServer)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// serverURL is the test server's URL from MATRIX2FA_TEST_PG. The tests fail,
+// never skip, without one: an engine that is not tested is not known to work.
+func serverURL(tb testing.TB) string {
+	tb.Helper()
+	u := os.Getenv("MATRIX2FA_TEST_PG")
+	if u == "" {
+		tb.Fatal(noServer)
+	}
+	return u
+}
+
+// freshDatabase creates an empty database with a random name on the test
+// server, drops it when the test ends, and returns its URL.
+func freshDatabase(tb testing.TB) string {
+	tb.Helper()
+	base := serverURL(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		tb.Fatalf("cannot reach the PostgreSQL server in MATRIX2FA_TEST_PG (start it with scripts/pg.sh start): %v", err)
+	}
+	defer admin.Close(context.Background())
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatal(err)
+	}
+	name := "m2fa_test_" + hex.EncodeToString(b)
+	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name); err != nil {
+		tb.Fatalf("CREATE DATABASE %s: %v", name, err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, base)
+		if err != nil {
+			tb.Errorf("drop %s: %v", name, err)
+			return
+		}
+		defer admin.Close(context.Background())
+		if _, err := admin.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
+			tb.Errorf("DROP DATABASE %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		tb.Fatalf("MATRIX2FA_TEST_PG must be a postgres:// URL, not %q", base)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func open(tb testing.TB, dbURL string) *postgres.DB {
+	tb.Helper()
+	db, err := postgres.Open(context.Background(), dbURL)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	return db
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) (storage.Store, func() storage.Store) {
+		dbURL := freshDatabase(t)
+		db := open(t, dbURL)
+		cur := db
+		t.Cleanup(func() { cur.Close() })
+		return db, func() storage.Store {
+			cur.Close()
+			cur = open(t, dbURL)
+			return cur
+		}
+	})
+}
+
+// migrations reads schema_migrations as version → name.
+func migrations(t *testing.T, dbURL string) map[int]string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT version, name FROM schema_migrations`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]string{}
+	n := 0
+	for rows.Next() {
+		var v int
+		var name string
+		if err := rows.Scan(&v, &name); err != nil {
+			t.Fatal(err)
+		}
+		got[v] = name
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(got) {
+		t.Errorf("schema_migrations has %d rows for %d versions", n, len(got))
+	}
+	return got
+}
+
+var wantMigrations = map[int]string{1: "0001_core.sql", 2: "0002_uia_sessions.sql", 3: "0003_failure_streaks.sql"}
+
+func checkMigrations(t *testing.T, dbURL string) {
+	t.Helper()
+	got := migrations(t, dbURL)
+	if len(got) != len(wantMigrations) {
+		t.Errorf("schema_migrations = %v; want %v", got, wantMigrations)
+	}
+	for v, name := range wantMigrations {
+		if got[v] != name {
+			t.Errorf("migration %d recorded as %q; want %q", v, got[v], name)
+		}
+	}
+}
+
+func TestReopenRecordsNoMigrationTwice(t *testing.T) {
+	dbURL := freshDatabase(t)
+	for i := 0; i < 3; i++ {
+		open(t, dbURL).Close()
+	}
+	checkMigrations(t, dbURL)
+}
+
+// TestConcurrentOpen starts several replicas on one fresh database at once:
+// the advisory lock makes their migrations run one after another.
+func TestConcurrentOpen(t *testing.T) {
+	dbURL := freshDatabase(t)
+	const replicas = 8
+	var wg sync.WaitGroup
+	errs := make([]error, replicas)
+	dbs := make([]*postgres.DB, replicas)
+	start := make(chan struct{})
+	for i := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			dbs[i], errs[i] = postgres.Open(context.Background(), dbURL)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("replica %d: Open: %v", i, err)
+			continue
+		}
+		if _, err := dbs[i].KeyIDs(context.Background()); err != nil {
+			t.Errorf("replica %d: the schema is not usable: %v", i, err)
+		}
+		dbs[i].Close()
+	}
+	checkMigrations(t, dbURL)
+}
+
+// TestReplicasShareOneLimit has three replicas (three pools, as three
+// processes would have) take attempts for one user at once: the row lock is
+// the server's, so exactly limit attempts get through in all, and exactly one
+// replica accepts a TOTP step.
+func TestReplicasShareOneLimit(t *testing.T) {
+	dbURL := freshDatabase(t)
+	ctx := context.Background()
+	var replicas []*postgres.DB
+	for range 3 {
+		db := open(t, dbURL)
+		defer db.Close()
+		replicas = append(replicas, db)
+	}
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	p := storage.Pending{UserID: "@u:x", Secret: []byte("s"), KeyID: "k", Algorithm: "SHA1", Digits: 6, Period: 30,
+		CreatedAt: at, ExpiresAt: at.Add(time.Hour)}
+	if err := replicas[0].PutPending(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := replicas[1].ConfirmEnrolment(ctx, p, 1, at, storage.RecoverySet{UserID: "@u:x", SetID: "s", Salt: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	var attempts, steps atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db := replicas[i%len(replicas)]
+			<-start
+			a, err := db.ReserveAttempt(ctx, "@u:x", at, 15*time.Minute, 5)
+			if err != nil {
+				t.Errorf("ReserveAttempt: %v", err)
+			}
+			if a.Allowed {
+				attempts.Add(1)
+			}
+			ok, err := db.AdvanceStep(ctx, "@u:x", 2)
+			if err != nil {
+				t.Errorf("AdvanceStep: %v", err)
+			}
+			if ok {
+				steps.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if attempts.Load() != 5 || steps.Load() != 1 {
+		t.Fatalf("across 3 replicas %d attempts got through a limit of 5 and %d accepted one step; want 5 and 1",
+			attempts.Load(), steps.Load())
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	base := serverURL(t)
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := *u
+	missing.Path = "/m2fa_test_does_not_exist"
+	secret := *u
+	secret.User = url.UserPassword("nobody", "s3cret-password")
+	secret.Host = "127.0.0.1:1" // nothing listens there
+	cases := []struct {
+		name string
+		url  string
+	}{
+		{"unparsable", "postgres://[::1"},
+		{"no such database", missing.String()},
+		{"no server", secret.String()},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			db, err := postgres.Open(ctx, tc.url)
+			if err == nil {
+				db.Close()
+				t.Fatal("Open succeeded")
+			}
+			if strings.Contains(err.Error(), "s3cret-password") {
+				t.Errorf("error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+func BenchmarkAdvanceStep(b *testing.B) {
+	ctx := context.Background()
+	db := open(b, freshDatabase(b))
+	defer db.Close()
+	p := storage.Pending{UserID: "@u:x", Secret: []byte("s"), KeyID: "k", Algorithm: "SHA1", Digits: 6, Period: 30}
+	p.ExpiresAt = p.CreatedAt.AddDate(100, 0, 0)
+	if err := db.PutPending(ctx, p); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.ConfirmEnrolment(ctx, p, 0, p.CreatedAt, storage.RecoverySet{UserID: "@u:x", SetID: "s", Salt: []byte("x")}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if ok, err := db.AdvanceStep(ctx, "@u:x", int64(i+1)); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
