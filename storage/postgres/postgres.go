@@ -192,6 +192,16 @@ func (d *DB) TOTP(ctx context.Context, userID string) (storage.TOTP, error) {
 	return t, nil
 }
 
+// HasTOTPFold implements storage.Store (lower() folds at least ASCII letters).
+func (d *DB) HasTOTPFold(ctx context.Context, userID string) (bool, error) {
+	var one int
+	err := d.pool.QueryRow(ctx, `SELECT 1 FROM totp WHERE lower(user_id) = lower($1) LIMIT 1`, userID).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // AdvanceStep implements storage.Store with one conditional UPDATE: a
 // concurrent caller waits for the row and re-checks last_step on the version
 // the winner committed.

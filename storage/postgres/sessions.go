@@ -107,10 +107,20 @@ func (d *DB) TakeSession(ctx context.Context, id string) (storage.UIASession, er
 	return scanSession(d.pool.QueryRow(ctx, `DELETE FROM uia_sessions WHERE id = $1 RETURNING `+sessionColumns, id))
 }
 
+// UserSessions implements storage.SessionStore.
+func (d *DB) UserSessions(ctx context.Context, userID, path string, now time.Time) ([]storage.UIASession, error) {
+	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE user_id = $1 AND path = $2 AND expires_at > $3
+		ORDER BY created_at, id`, userID, path, ts(now))
+}
+
 // ExpiredSessions implements storage.SessionStore.
 func (d *DB) ExpiredSessions(ctx context.Context, now time.Time, limit int) ([]storage.UIASession, error) {
-	rows, err := d.pool.Query(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2`,
+	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2`,
 		ts(now), limitOrAll(limit))
+}
+
+func (d *DB) sessions(ctx context.Context, query string, args ...any) ([]storage.UIASession, error) {
+	rows, err := d.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
