@@ -30,7 +30,7 @@ import (
 func (g *Gateway) fallbackRoutes(r *mux.Router) {
 	for _, p := range Prefixes {
 		for _, stage := range []string{flows.StageTOTP, flows.StageRecovery} {
-			r.HandleFunc(p+"/auth/"+stage+"/fallback/web", g.handleFallback(stage)).Methods(http.MethodGet, http.MethodPost)
+			r.HandleFunc(p+"/auth/"+stage+"/fallback/web", g.limited(g.handleFallback(stage))).Methods(http.MethodGet, http.MethodPost)
 		}
 	}
 }
@@ -48,8 +48,12 @@ type fallbackData struct {
 	// Started is when the session began (UTC), so a user sent someone
 	// else's sign-in link has something to notice.
 	Started string
-	UserID  string
-	Action  string
+	// From and Agent say where a held sign-in started (client address and
+	// user agent as the gateway saw them).
+	From   string
+	Agent  string
+	UserID string
+	Action string
 	// SwitchURL is the same page asking for the other kind of code.
 	SwitchURL string
 	Digits    int
@@ -72,7 +76,7 @@ func (g *Gateway) handleFallback(stage string) http.HandlerFunc {
 		}
 		s, err := g.fallbackSession(r, sessionID, stage)
 		if err != nil {
-			writeError(w, r, err)
+			g.fallbackUnusable(w, r, err)
 			return
 		}
 		l := logger(r).WithFields(map[string]any{"user_id": s.UserID, "stage": stage})
@@ -85,6 +89,11 @@ func (g *Gateway) handleFallback(stage string) http.HandlerFunc {
 			Action: r.URL.EscapedPath() + "?" + q.Encode(), Digits: g.acc.Params().Digits}
 		d.Operation, d.Request = describeOperation(s)
 		d.Started = s.CreatedAt.UTC().Format("15:04 UTC, 2 January 2006")
+		if isHeldLogin(s) {
+			if env, err := g.openHeldEnvelope(s.UserID, s.Data); err == nil {
+				d.From, d.Agent = env.Addr, env.UA
+			}
+		}
 		if stage == flows.StageTOTP {
 			sw := url.Values{"session": {s.ID}}
 			if !recoveryField {
@@ -169,9 +178,38 @@ func (g *Gateway) renderFallbackDone(w http.ResponseWriter, status int, d fallba
 	renderPage(w, status, "fallback_done.html", PageData{Title: "Done", Data: &d})
 }
 
+// errHeldLoginHere: a held /login on the fallback page while
+// FallbackCompletesLogin is off.
+var errHeldLoginHere = errors.New("gateway: held login on the fallback page")
+
+// fallbackUnusable answers a fallback link that cannot be used: a browser
+// gets a page saying what to do, anything else the Matrix error.
+func (g *Gateway) fallbackUnusable(w http.ResponseWriter, r *http.Request, err error) {
+	var text []string
+	status := http.StatusBadRequest
+	switch {
+	case errors.Is(err, errHeldLoginHere):
+		status = http.StatusForbidden
+		text = []string{"A sign-in is confirmed in the app where the password was typed, not on this page: enter your code there.",
+			"If you did not just sign in yourself, someone else knows your password. Do not enter a code anywhere; change your password."}
+	case errors.Is(err, uia.ErrUnknownSession):
+		text = []string{"This confirmation link has expired or has already been used.",
+			"Go back to your app and start again: it will open a new one."}
+	}
+	if text == nil || !strings.Contains(r.Header.Get("Accept"), "text/html") {
+		if errors.Is(err, errHeldLoginHere) {
+			err = fmt.Errorf("%w: %w", uia.ErrUnknownSession, err)
+		}
+		writeError(w, r, err)
+		return
+	}
+	renderPage(w, status, "message.html", PageData{Title: "Confirm with two-factor authentication", Data: &messageData{text}})
+}
+
 // fallbackSession loads session id for the fallback page of stage: it must be
 // live, have stage in one of its flows, and not be a sign-in page login or a
-// login token (those never complete through a fallback page).
+// login token (those never complete through a fallback page), nor a held
+// /login unless FallbackCompletesLogin.
 func (g *Gateway) fallbackSession(r *http.Request, id, stage string) (*uia.Session, error) {
 	s, err := g.engine.LoadAny(r.Context(), id)
 	if err != nil {
@@ -179,6 +217,9 @@ func (g *Gateway) fallbackSession(r *http.Request, id, stage string) (*uia.Sessi
 	}
 	if s.Path == heldTokenPath || (s.Path == heldLoginPath && s.Method != http.MethodPost) {
 		return nil, uia.ErrUnknownSession
+	}
+	if isHeldLogin(s) && !g.cfg.FallbackCompletesLogin {
+		return nil, errHeldLoginHere
 	}
 	for _, f := range s.Flows {
 		if slices.Contains(f, stage) {

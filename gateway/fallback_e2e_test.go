@@ -258,8 +258,11 @@ func TestFallbackTOTPDeleteDevices(t *testing.T) {
 	}
 }
 
+// fallbackLogins turns on completing held /login sessions on the fallback page.
+func fallbackLogins(g *gatewayConfig, _ *accountConfig) { g.FallbackCompletesLogin = true }
+
 func TestFallbackHeldLogin(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, fallbackLogins)
 	u := e.enrol("fbbob")
 	r := e.gw("POST", pgLogin, "", map[string]any{"type": "m.login.password",
 		"identifier": map[string]any{"type": "m.id.user", "user": u.Localpart}, "password": u.Password})
@@ -271,7 +274,8 @@ func TestFallbackHeldLogin(t *testing.T) {
 	get := c.get(page)
 	// The page says when the sign-in began: someone sent another's link has
 	// something to notice.
-	pgWant(t, get, 200, "Sign-in", `name="code"`, "started "+e.clock.Now().UTC().Format("15:04 UTC, 2 January 2006"))
+	pgWant(t, get, 200, "Sign-in", `name="code"`, "started "+e.clock.Now().UTC().Format("15:04 UTC, 2 January 2006"),
+		"started from <strong>127.0.0.1</strong>", "Go-http-client")
 	pgCheckDone(t, c.post(page, "csrf", get.hidden("csrf"), "code", e.code(u)))
 
 	r = e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"session": s}})
@@ -284,6 +288,49 @@ func TestFallbackHeldLogin(t *testing.T) {
 	}
 	// The session is used up.
 	expect(t, c.do("GET", page, nil).asResp(t), 400, "M_INVALID_PARAM")
+}
+
+// TestFallbackHeldLoginOffByDefault: by default a held /login cannot be
+// completed on the fallback page (a link to it is a phishing aid for someone
+// who has the password): a browser gets a page saying where to enter the code,
+// an API client the unknown-session error; an expired link opened in a
+// browser gets a page too.
+func TestFallbackHeldLoginOffByDefault(t *testing.T) {
+	e := newEnv(t)
+	u := e.enrol("fbdefault")
+	r := e.gw("POST", pgLogin, "", map[string]any{"type": "m.login.password",
+		"identifier": map[string]any{"type": "m.id.user", "user": u.Localpart}, "password": u.Password})
+	expect(t, r, 401, "")
+	page := pgSession(pgTOTPFallback, r.str("session"))
+	browse := func(path, accept string) (int, string) {
+		req, err := http.NewRequest("GET", e.srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, res.Header.Get("Content-Type") + "\n" + string(b)
+	}
+	html := "text/html,application/xhtml+xml,*/*;q=0.8"
+	if st, body := browse(page, html); st != 403 || !strings.Contains(body, "text/html") || !strings.Contains(body, "in the app where the password was typed") || strings.Contains(body, `name="code"`) {
+		t.Fatalf("held login on the fallback page: %d %s", st, body)
+	}
+	if st, body := browse(page, ""); st != 400 || !strings.Contains(body, "M_INVALID_PARAM") {
+		t.Fatalf("held login on the fallback page, API client: %d %s", st, body)
+	}
+	if st, body := browse(pgSession(pgTOTPFallback, "expired-or-forged"), html); st != 400 || !strings.Contains(body, "has expired or has already been used") {
+		t.Fatalf("unknown session in a browser: %d %s", st, body)
+	}
+	// The code was never asked for, and the login still completes in the app.
+	r = e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"type": "m.login.2fa.totp", "session": r.str("session"), "code": e.code(u)}})
+	expect(t, r, 200, "")
 }
 
 // asResp reads a JSON error page as a resp.
@@ -338,7 +385,7 @@ func TestFallbackRecoveryCodes(t *testing.T) {
 }
 
 func TestFallbackLockout(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, fallbackLogins)
 	u := e.enrol("fbdave")
 	r := e.gw("POST", pgLogin, "", map[string]any{"type": "m.login.password",
 		"identifier": map[string]any{"type": "m.id.user", "user": u.Localpart}, "password": u.Password})
@@ -423,7 +470,7 @@ func TestFallbackStageNotYet(t *testing.T) {
 // resume, password stage), and in a webview (window.onAuthDone) for a held
 // login.
 func TestBrowserFallback(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, fallbackLogins)
 	u := e.enrol("fbbrowser")
 	dev := e.pgNewDevice(u)
 	r := e.gw("POST", pgLogin, "", map[string]any{"type": "m.login.password",

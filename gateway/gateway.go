@@ -16,6 +16,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
@@ -42,6 +43,24 @@ type Config struct {
 	// MaxHeld is how many held logins (password right, second factor
 	// pending) a user may have at once; a new one retires the oldest.
 	MaxHeld int
+	// FallbackCompletesLogin lets the fallback page complete a held /login
+	// (off by default: such a link is a phishing aid, see spec/protocol.md).
+	FallbackCompletesLogin bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (rate limits, the sign-in origin shown on pages).
+	TrustedProxies ratelimit.Proxies
+	// RateEvery and RateBurst limit the unauthenticated entry points (POST
+	// /login, the sign-in, fallback and self-service forms) per client
+	// address: RateBurst at once, one more every RateEvery; 0 turns it off.
+	RateEvery time.Duration
+	RateBurst int
+	// BodyTimeout bounds reading the body of a request the gateway reads
+	// itself; PassThroughBodyTimeout that of a request streamed through.
+	BodyTimeout            time.Duration
+	PassThroughBodyTimeout time.Duration
+	// AdminAPI passes the homeserver's admin APIs (/_synapse/admin,
+	// /_dendrite/admin) through; off, they are refused (403).
+	AdminAPI bool
 }
 
 // Options are the gateway's dependencies.
@@ -67,6 +86,10 @@ type Gateway struct {
 	now    func() time.Time
 	proxy  http.Handler
 	router *mux.Router
+	// proxies and limiter: who the client is, and its request budget on the
+	// unauthenticated entry points.
+	proxies ratelimit.Proxies
+	limiter *ratelimit.Limiter
 	// serverName is the homeserver's server name, learnt from the first user
 	// ID it reports (whoami, login); nil until then.
 	serverName atomic.Pointer[string]
@@ -96,8 +119,14 @@ func New(o Options) *Gateway {
 	if o.Config.MaxHeld <= 0 {
 		o.Config.MaxHeld = 3
 	}
+	if o.Config.BodyTimeout <= 0 {
+		o.Config.BodyTimeout = 30 * time.Second
+	}
+	if o.Config.PassThroughBodyTimeout <= 0 {
+		o.Config.PassThroughBodyTimeout = 10 * time.Minute
+	}
 	g := &Gateway{cfg: o.Config, hs: o.Homeserver, acc: o.Accounts, store: o.Store, box: o.Box, log: o.Logger, now: o.Now,
-		proxy: o.Homeserver.Proxy()}
+		proxy: o.Homeserver.Proxy(), proxies: o.Config.TrustedProxies, limiter: ratelimit.New(o.Config.RateEvery, o.Config.RateBurst)}
 	g.engine = uia.New(o.Store, o.Config.UIATTL,
 		flows.TOTPStage{V: o.Accounts}, flows.RecoveryStage{V: o.Accounts}, flows.PasswordStage{HS: o.Homeserver})
 	g.engine.SetClock(o.Now)
@@ -116,7 +145,7 @@ func (g *Gateway) routes() *mux.Router {
 	}
 	for _, p := range loginPrefixes {
 		r.HandleFunc(p+"/login", g.handleLoginFlows).Methods(http.MethodGet)
-		r.HandleFunc(p+"/login", g.handleLogin).Methods(http.MethodPost)
+		r.HandleFunc(p+"/login", g.limited(g.handleLogin)).Methods(http.MethodPost)
 	}
 	for _, ep := range guardedEndpoints {
 		for _, p := range ep.Prefixes {
@@ -163,6 +192,11 @@ func (g *Gateway) Handler() http.Handler {
 			}
 			l.WithFields(logrus.Fields{"status": rec.status, "duration_ms": time.Since(start).Milliseconds()}).Debug("request")
 		}()
+		if !g.cfg.AdminAPI && isAdminAPI(r.URL.Path) {
+			writeMatrixError(rec, mautrix.MForbidden.WithMessage("The homeserver's admin API is not served through the 2FA gateway"))
+			return
+		}
+		routed := false
 		if r.Method != http.MethodOptions && strings.HasPrefix(r.URL.Path, "/_matrix/client/") {
 			canon := path.Clean(r.URL.Path)
 			if canon != r.URL.EscapedPath() && guarded.MatchString(canon) {
@@ -173,13 +207,27 @@ func (g *Gateway) Handler() http.Handler {
 			}
 			var m mux.RouteMatch
 			// With a NotFoundHandler set, Match reports a miss as ErrNotFound.
-			if guarded.MatchString(r.URL.Path) && (!g.router.Match(r, &m) || m.MatchErr == mux.ErrNotFound) {
+			matched := g.router.Match(r, &m)
+			if guarded.MatchString(r.URL.Path) && (!matched || m.MatchErr == mux.ErrNotFound) {
 				writeMatrixError(rec, mautrix.MUnrecognized.WithMessage("Unrecognized request"))
 				return
 			}
+			routed = matched && m.MatchErr == nil
 		}
+		g.bodyDeadline(rec, r, routed)
 		g.router.ServeHTTP(rec, r)
 	})
+}
+
+// isAdminAPI reports whether p (decoded) is under a homeserver admin API.
+func isAdminAPI(p string) bool {
+	c := path.Clean(p)
+	for _, prefix := range []string{"/_synapse/admin", "/_dendrite/admin"} {
+		if c == prefix || strings.HasPrefix(c, prefix+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // Run sweeps expired sessions until ctx ends: held logins are logged out

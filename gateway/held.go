@@ -24,21 +24,49 @@ const (
 
 func heldOwner(userID string) string { return "held-login:" + userID }
 
-// sealHeld encrypts a held login response: key ID, a NUL, the ciphertext.
-func (g *Gateway) sealHeld(userID string, body []byte) ([]byte, error) {
-	sealed, err := g.box.Seal(heldOwner(userID), body)
+// heldEnvelope is what a held session seals: the homeserver's login
+// response and where the sign-in started (shown on the fallback page).
+type heldEnvelope struct {
+	Login json.RawMessage `json:"login"`
+	Addr  string          `json:"addr"`
+	UA    string          `json:"ua"`
+}
+
+// sealHeld encrypts a held login response with r's client address and user
+// agent: key ID, a NUL, the ciphertext.
+func (g *Gateway) sealHeld(r *http.Request, userID string, body []byte) ([]byte, error) {
+	env, err := json.Marshal(heldEnvelope{Login: body, Addr: g.proxies.ClientAddr(r), UA: r.Header.Get("User-Agent")})
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := g.box.Seal(heldOwner(userID), env)
 	if err != nil {
 		return nil, err
 	}
 	return append(append([]byte(g.box.KeyID()), 0), sealed...), nil
 }
 
-func (g *Gateway) openHeld(userID string, data []byte) ([]byte, error) {
+// openHeldEnvelope decrypts a held session's data.
+func (g *Gateway) openHeldEnvelope(userID string, data []byte) (heldEnvelope, error) {
 	keyID, sealed, ok := bytes.Cut(data, []byte{0})
 	if !ok {
-		return nil, errors.New("gateway: malformed held login")
+		return heldEnvelope{}, errors.New("gateway: malformed held login")
 	}
-	return g.box.Open(heldOwner(userID), string(keyID), sealed)
+	plain, err := g.box.Open(heldOwner(userID), string(keyID), sealed)
+	if err != nil {
+		return heldEnvelope{}, err
+	}
+	var env heldEnvelope
+	if err := json.Unmarshal(plain, &env); err != nil || len(env.Login) == 0 {
+		return heldEnvelope{}, errors.New("gateway: malformed held login")
+	}
+	return env, nil
+}
+
+// openHeld returns the held login response.
+func (g *Gateway) openHeld(userID string, data []byte) ([]byte, error) {
+	env, err := g.openHeldEnvelope(userID, data)
+	return env.Login, err
 }
 
 // heldRetryLimit is how long past its expiry a held login whose logout keeps

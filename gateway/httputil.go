@@ -11,7 +11,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"maunium.net/go/mautrix"
@@ -68,6 +70,99 @@ func writeMatrixError(w http.ResponseWriter, re mautrix.RespError) {
 		w.Header().Set(k, v)
 	}
 	writeJSON(w, re.StatusCode, &re)
+}
+
+// bodyDeadline bounds how long r's body may take to arrive: BodyTimeout for a
+// route the gateway reads itself, PassThroughBodyTimeout for one streamed to
+// the homeserver (uploads). The deadline is lifted once the body has been
+// read, so a long-poll's response is never cut. Requests without a body are
+// left alone (the server's header and idle timeouts cover them).
+func (g *Gateway) bodyDeadline(w http.ResponseWriter, r *http.Request, routed bool) {
+	if r.Body == nil || r.Body == http.NoBody || (r.ContentLength == 0 && len(r.TransferEncoding) == 0) {
+		return
+	}
+	d := g.cfg.PassThroughBodyTimeout
+	if routed {
+		d = g.cfg.BodyTimeout
+	}
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(d)) != nil {
+		return // not a real connection (tests)
+	}
+	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+}
+
+// deadlineBody lifts the connection's read deadline when the body ends.
+type deadlineBody struct {
+	io.ReadCloser
+	rc     *http.ResponseController
+	lifted bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.lift()
+	}
+	return n, err
+}
+
+func (b *deadlineBody) Close() error {
+	b.lift()
+	return b.ReadCloser.Close()
+}
+
+func (b *deadlineBody) lift() {
+	if !b.lifted {
+		b.lifted = true
+		b.rc.SetReadDeadline(time.Time{})
+	}
+}
+
+// limited answers 429 when the client address has used up its budget of
+// requests on the unauthenticated entry points (POST only; pages get a page).
+func (g *Gateway) limited(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			if ok, wait := g.limiter.Allow(g.proxies.ClientAddr(r)); !ok {
+				logger(r).WithField("client", g.proxies.ClientAddr(r)).Warn("rate limited")
+				writeLimited(w, r, wait)
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+// setRetryAfter sets Retry-After to d in whole seconds, rounded up (at least 1).
+func setRetryAfter(h http.Header, d time.Duration) {
+	secs := int64((d + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	h.Set("Retry-After", strconv.FormatInt(secs, 10))
+}
+
+// isPage reports whether the path is one of the gateway's HTML pages.
+func isPage(p string) bool {
+	return strings.HasPrefix(p, "/_matrix2fa/") || strings.HasSuffix(p, "/fallback/web") ||
+		strings.Contains(p, "/login/sso/redirect")
+}
+
+// messageData is the message page's template data.
+type messageData struct{ Paragraphs []string }
+
+// writeLimited answers a rate-limited request: 429 M_LIMIT_EXCEEDED with
+// retry_after_ms for the API, a page saying how long to wait for a page.
+func writeLimited(w http.ResponseWriter, r *http.Request, wait time.Duration) {
+	setRetryAfter(w.Header(), wait)
+	if isPage(r.URL.Path) {
+		renderPage(w, http.StatusTooManyRequests, "message.html", PageData{Title: "Too many attempts",
+			Data: &messageData{[]string{"Too many attempts from your network. Try again in " + formatWait(wait) + "."}}})
+		return
+	}
+	writeMatrixError(w, mautrix.MLimitExceeded.WithMessage("Too many requests; try again in %s", formatWait(wait)).
+		WithExtraField("retry_after_ms", wait.Milliseconds()))
 }
 
 // readBody reads at most MaxBody bytes of the request body.

@@ -203,7 +203,7 @@ func (g *Gateway) holdLogin(w http.ResponseWriter, r *http.Request, typ string, 
 // stage (typ) is done, then retires the user's oldest held logins past the
 // configured number.
 func (g *Gateway) startHeld(r *http.Request, typ, userID string, body []byte) (*uia.Session, error) {
-	sealed, err := g.sealHeld(userID, body)
+	sealed, err := g.sealHeld(r, userID, body)
 	if err != nil {
 		return nil, err
 	}

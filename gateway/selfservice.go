@@ -118,7 +118,7 @@ type sealedEnrolment struct {
 // selfServiceRoutes registers the self-service 2FA page.
 func (g *Gateway) selfServiceRoutes(r *mux.Router) {
 	r.HandleFunc(SelfServicePath, g.handleSelfGet).Methods(http.MethodGet)
-	r.HandleFunc(SelfServicePath, g.handleSelfPost).Methods(http.MethodPost)
+	r.HandleFunc(SelfServicePath, g.limited(g.handleSelfPost)).Methods(http.MethodPost)
 }
 
 func selfStoreID(cookie string) string {

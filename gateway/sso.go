@@ -63,8 +63,8 @@ const (
 
 func (g *Gateway) ssoRoutes(r *mux.Router) {
 	for _, p := range Prefixes {
-		r.HandleFunc(p+"/login/sso/redirect", g.handleSignIn).Methods(http.MethodGet, http.MethodPost)
-		r.HandleFunc(p+"/login/sso/redirect/{idpId}", g.handleSignIn).Methods(http.MethodGet, http.MethodPost)
+		r.HandleFunc(p+"/login/sso/redirect", g.limited(g.handleSignIn)).Methods(http.MethodGet, http.MethodPost)
+		r.HandleFunc(p+"/login/sso/redirect/{idpId}", g.limited(g.handleSignIn)).Methods(http.MethodGet, http.MethodPost)
 	}
 }
 
@@ -236,7 +236,7 @@ func (g *Gateway) signInCredentials(w http.ResponseWriter, r *http.Request, form
 		g.issueLoginToken(w, r, userID, body, target, page)
 		return
 	}
-	sealed, err := g.sealHeld(userID, body)
+	sealed, err := g.sealHeld(r, userID, body)
 	if err != nil {
 		g.signInFailed(w, r, page, login.AccessToken, err)
 		return
@@ -358,7 +358,7 @@ func (g *Gateway) issueLoginToken(w http.ResponseWriter, r *http.Request, userID
 	token, err := newLoginToken()
 	var sealed []byte
 	if err == nil {
-		sealed, err = g.sealHeld(userID, body)
+		sealed, err = g.sealHeld(r, userID, body)
 	}
 	if err == nil {
 		req := uia.Request{Method: http.MethodPost, Path: heldTokenPath, UserID: userID}

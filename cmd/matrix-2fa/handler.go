@@ -9,6 +9,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/gateway"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/internal/config"
+	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 )
 
 // newHandler returns the gateway's HTTP handler, and a function that stops
@@ -19,15 +20,27 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger) (http.Handler
 	if err != nil {
 		return nil, nil, err
 	}
+	proxies, err := ratelimit.ParseProxies(cfg.Server.TrustedProxies)
+	if err != nil {
+		return nil, nil, err
+	}
 	gw := gateway.New(gateway.Options{
 		Config: gateway.Config{
-			LoginTTL:           cfg.Login.SessionTTL,
-			TokenTTL:           cfg.Login.TokenTTL,
-			UIATTL:             cfg.UIA.SessionTTL,
-			SSOProviderID:      cfg.Login.SSOProviderID,
-			SSOProviderName:    cfg.Login.SSOProviderName,
-			RedirectAllowlist:  cfg.Login.RedirectAllowlist,
-			ForbidBarePassword: cfg.Login.ForbidBarePassword,
+			LoginTTL:               cfg.Login.SessionTTL,
+			TokenTTL:               cfg.Login.TokenTTL,
+			UIATTL:                 cfg.UIA.SessionTTL,
+			SSOProviderID:          cfg.Login.SSOProviderID,
+			SSOProviderName:        cfg.Login.SSOProviderName,
+			RedirectAllowlist:      cfg.Login.RedirectAllowlist,
+			ForbidBarePassword:     cfg.Login.ForbidBarePassword,
+			MaxHeld:                cfg.Login.MaxHeldPerUser,
+			FallbackCompletesLogin: cfg.Login.FallbackCompletesLogin,
+			TrustedProxies:         proxies,
+			RateEvery:              cfg.RateLimit.Every,
+			RateBurst:              cfg.RateLimit.Burst,
+			BodyTimeout:            cfg.Server.BodyTimeout,
+			PassThroughBodyTimeout: cfg.Server.PassThroughBodyTimeout,
+			AdminAPI:               cfg.AdminAPI,
 		},
 		Homeserver: hs,
 		Accounts:   core.svc,

@@ -65,8 +65,9 @@ func (c *cli) serveConfig(ctx context.Context, cfg config.Config, log *logrus.Lo
 	defer closeErrLog()
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
+		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
 		ErrorLog:          errLog,
 	}
 	served := make(chan error, 1)

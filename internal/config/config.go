@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 )
 
 // Config is the whole configuration.
@@ -43,6 +44,30 @@ type Config struct {
 	UIA       UIA            `yaml:"uia"`
 	WhoAmITTL time.Duration  `yaml:"whoami_cache_ttl"`
 	Log       Log            `yaml:"log"`
+	Server    Server         `yaml:"server"`
+	RateLimit RateLimit      `yaml:"rate_limit"`
+	// AdminAPI passes the homeserver's admin APIs (/_synapse/admin,
+	// /_dendrite/admin) through the gateway; off they are refused.
+	AdminAPI bool `yaml:"homeserver_admin_api"`
+}
+
+// Server configures the listener's limits.
+type Server struct {
+	ReadHeaderTimeout      time.Duration `yaml:"read_header_timeout"`
+	BodyTimeout            time.Duration `yaml:"body_timeout"`
+	PassThroughBodyTimeout time.Duration `yaml:"passthrough_body_timeout"`
+	IdleTimeout            time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes         int           `yaml:"max_header_bytes"`
+	// TrustedProxies are addresses or CIDR prefixes of reverse proxies whose
+	// X-Forwarded-For names the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// RateLimit limits the unauthenticated entry points per client address.
+type RateLimit struct {
+	// Burst requests at once, one more every Every; Burst 0 turns it off.
+	Burst int           `yaml:"burst"`
+	Every time.Duration `yaml:"every"`
 }
 
 // Login configures the login interception and the "Sign in with 2FA" page.
@@ -61,6 +86,10 @@ type Login struct {
 	// 403 M_FORBIDDEN pointing to "Sign in with 2FA", instead of the 401 login
 	// challenge, for deployments whose clients cannot do UIA on /login.
 	ForbidBarePassword bool `yaml:"forbid_bare_password"`
+	// MaxHeldPerUser bounds a user's logins waiting for their second factor.
+	MaxHeldPerUser int `yaml:"max_held_per_user"`
+	// FallbackCompletesLogin lets the fallback page complete a held /login.
+	FallbackCompletesLogin bool `yaml:"fallback_completes_login"`
 }
 
 // UIA configures user-interactive authentication sessions.
@@ -84,7 +113,12 @@ func Default() Config {
 		Login: Login{
 			SessionTTL: 5 * time.Minute, TokenTTL: 2 * time.Minute,
 			SSOProviderID: "matrix-2fa", SSOProviderName: "Sign in with 2FA",
+			MaxHeldPerUser: 3,
 		},
+		Server: Server{ReadHeaderTimeout: 10 * time.Second, BodyTimeout: 30 * time.Second,
+			PassThroughBodyTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+			TrustedProxies: []string{"127.0.0.0/8", "::1"}},
+		RateLimit: RateLimit{Burst: 20, Every: 3 * time.Second},
 		UIA:       UIA{SessionTTL: 15 * time.Minute},
 		WhoAmITTL: 30 * time.Second,
 		Log:       Log{Level: "info", Format: "text"},
@@ -178,6 +212,25 @@ func (c Config) Validate() []error {
 		if u, err := url.Parse(p); err != nil || u.Scheme == "" || u.Host == "" {
 			add("login.redirect_allowlist: %q is not an absolute URL prefix", p)
 		}
+	}
+	if c.Login.MaxHeldPerUser < 1 || c.Login.MaxHeldPerUser > 100 {
+		add("login.max_held_per_user: must be between 1 and 100, not %d", c.Login.MaxHeldPerUser)
+	}
+	for name, d := range map[string]time.Duration{"server.read_header_timeout": c.Server.ReadHeaderTimeout,
+		"server.body_timeout": c.Server.BodyTimeout, "server.passthrough_body_timeout": c.Server.PassThroughBodyTimeout,
+		"server.idle_timeout": c.Server.IdleTimeout} {
+		if d < time.Second || d > 24*time.Hour {
+			add("%s: must be between 1s and 24h, not %s", name, d)
+		}
+	}
+	if c.Server.MaxHeaderBytes < 4<<10 || c.Server.MaxHeaderBytes > 1<<20 {
+		add("server.max_header_bytes: must be between 4096 and 1048576, not %d", c.Server.MaxHeaderBytes)
+	}
+	if _, err := ratelimit.ParseProxies(c.Server.TrustedProxies); err != nil {
+		add("server.trusted_proxies: %v", err)
+	}
+	if c.RateLimit.Burst < 0 || (c.RateLimit.Burst > 0 && c.RateLimit.Every <= 0) {
+		add("rate_limit: burst must be 0 (off) or positive with a positive every, not %d every %s", c.RateLimit.Burst, c.RateLimit.Every)
 	}
 	if c.UIA.SessionTTL < time.Minute || c.UIA.SessionTTL > 48*time.Hour {
 		add("uia.session_ttl: must be between 1m and 48h, not %s", c.UIA.SessionTTL)

@@ -97,6 +97,14 @@ login:
   # code (clients that know the m.login.2fa stages). true instead refuses it
   # with 403 M_FORBIDDEN telling the user to choose "Sign in with 2FA".
   forbid_bare_password: {{.Login.ForbidBarePassword}}
+  # Logins of one user waiting for their second factor at once; a new one
+  # logs the oldest out (a password alone cannot pile devices up).
+  max_held_per_user: {{.Login.MaxHeldPerUser}}
+  # Let the UIA fallback page complete a held /login. Off by default: no
+  # mainstream client opens it for /login, and a link to it lets someone who
+  # has the password ask the victim for a code. When on, the page shows the
+  # address and browser the sign-in came from.
+  fallback_completes_login: {{.Login.FallbackCompletesLogin}}
 
 uia:
   # Lifetime of a user-interactive authentication session.
@@ -104,6 +112,29 @@ uia:
 
 # How long a token's identity (GET /account/whoami) is cached.
 whoami_cache_ttl: {{q .WhoAmITTL}}
+
+server:
+  # Time for a client to send its request headers; for the body of a request
+  # the gateway reads itself (login, UIA), and of one streamed through (uploads).
+  read_header_timeout: {{q .Server.ReadHeaderTimeout}}
+  body_timeout: {{q .Server.BodyTimeout}}
+  passthrough_body_timeout: {{q .Server.PassThroughBodyTimeout}}
+  # Idle keep-alive connections are closed after this.
+  idle_timeout: {{q .Server.IdleTimeout}}
+  max_header_bytes: {{.Server.MaxHeaderBytes}}
+  # Reverse proxies whose X-Forwarded-For names the client (addresses or CIDR).
+  trusted_proxies: {{q .Server.TrustedProxies}}
+
+# Per client address, on POST /login and the sign-in, fallback and self-service
+# forms: burst requests at once, one more every 'every'. burst 0 turns it off.
+rate_limit:
+  burst: {{.RateLimit.Burst}}
+  every: {{q .RateLimit.Every}}
+
+# Pass the homeserver's admin APIs (/_synapse/admin, /_dendrite/admin) through.
+# Off: refused with 403 — an admin token through them bypasses 2FA for anyone
+# (e.g. Synapse's "login as user"); reach them on the homeserver's loopback port.
+homeserver_admin_api: {{.AdminAPI}}
 
 log:
   level: {{q .Log.Level}}    # trace, debug, info, warn, error
