@@ -144,9 +144,15 @@ func do(t *testing.T, base, method, path, token string, body any) resp {
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return send(t, req)
+}
+
+// send sends req as it is and decodes the answer.
+func send(t *testing.T, req *http.Request) resp {
+	t.Helper()
 	hr, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer hr.Body.Close()
 	raw, _ := io.ReadAll(hr.Body)

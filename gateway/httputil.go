@@ -92,7 +92,9 @@ func (g *Gateway) bodyDeadline(w http.ResponseWriter, r *http.Request, routed bo
 	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
 }
 
-// deadlineBody lifts the connection's read deadline when the body ends.
+// deadlineBody lifts the connection's read deadline when the whole body has
+// arrived. On any other end (a timeout, a closed connection) the deadline
+// stays: the server then cannot block discarding the unread rest.
 type deadlineBody struct {
 	io.ReadCloser
 	rc     *http.ResponseController
@@ -101,22 +103,11 @@ type deadlineBody struct {
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil {
-		b.lift()
-	}
-	return n, err
-}
-
-func (b *deadlineBody) Close() error {
-	b.lift()
-	return b.ReadCloser.Close()
-}
-
-func (b *deadlineBody) lift() {
-	if !b.lifted {
+	if err == io.EOF && !b.lifted {
 		b.lifted = true
 		b.rc.SetReadDeadline(time.Time{})
 	}
+	return n, err
 }
 
 // limited answers 429 when the client address has used up its budget of
