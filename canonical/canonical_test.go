@@ -189,3 +189,19 @@ func TestQualifyAndSameUser(t *testing.T) {
 		}
 	}
 }
+
+func TestPlainUserID(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{
+		{"@alice:hs.example", true}, {"@Al.ice_=-/+9:hs.example:8448", true}, {"@a:[::1]:8448", true},
+		{"@victim :hs", false}, {"@ victim:hs", false}, {"@vic\ttim:hs", false}, {"@vi\u017fim:hs", false},
+		{"@victim:hs ", false}, {"victim:hs", false}, {"@victim", false}, {"@:hs", false}, {"@a:", false},
+		{"@a\u0000b:hs", false}, {"@a%20b:hs", false},
+	} {
+		if got := canonical.PlainUserID(tc.id); got != tc.want {
+			t.Errorf("PlainUserID(%q) = %v; want %v", tc.id, got, tc.want)
+		}
+	}
+}

@@ -226,3 +226,26 @@ func SameUser(given, owner string) bool {
 	}
 	return strings.EqualFold(given, local)
 }
+
+// PlainUserID reports whether userID is "@localpart:server" in plain ASCII:
+// a localpart of the characters user IDs are made of today (letters of either
+// case, digits, ._=-/+) and a server name of letters, digits, dots, dashes, a
+// port or an IPv6 literal. Nothing in it can be trimmed, folded or
+// normalised by a homeserver into a different name except letter case.
+func PlainUserID(userID string) bool {
+	local, server, ok := strings.Cut(strings.TrimPrefix(userID, "@"), ":")
+	if !ok || !strings.HasPrefix(userID, "@") || local == "" || server == "" {
+		return false
+	}
+	for _, c := range local {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._=-/+", c)) {
+			return false
+		}
+	}
+	for _, c := range server {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(".-:[]", c)) {
+			return false
+		}
+	}
+	return true
+}

@@ -197,18 +197,19 @@ func (g *Gateway) Handler() http.Handler {
 			return
 		}
 		routed := false
-		if r.Method != http.MethodOptions && strings.HasPrefix(r.URL.Path, "/_matrix/client/") {
-			canon := path.Clean(r.URL.Path)
+		if canon := path.Clean("/" + r.URL.Path); r.Method != http.MethodOptions && strings.HasPrefix(canon, "/_matrix/client/") {
 			if canon != r.URL.EscapedPath() && guarded.MatchString(canon) {
-				// A non-canonical spelling (double slash, trailing slash,
-				// percent-encoding) of an intercepted path is routed as the
-				// canonical one, never passed through unguarded.
+				// A non-canonical spelling (double or leading slashes anywhere,
+				// a trailing slash, percent-encoding) of an intercepted path
+				// is routed as the canonical one, never passed through unguarded.
 				r.URL.Path, r.URL.RawPath = canon, ""
 			}
 			var m mux.RouteMatch
 			// With a NotFoundHandler set, Match reports a miss as ErrNotFound.
 			matched := g.router.Match(r, &m)
-			if guarded.MatchString(r.URL.Path) && (!matched || m.MatchErr == mux.ErrNotFound) {
+			if guarded.MatchString(r.URL.Path) && (!matched || m.MatchErr == mux.ErrNotFound || r.Method != strings.ToUpper(r.Method)) {
+				// Under a prefix no homeserver serves, or a method in another
+				// case (which some servers would take as the same method).
 				writeMatrixError(rec, mautrix.MUnrecognized.WithMessage("Unrecognized request"))
 				return
 			}

@@ -91,7 +91,10 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	token := "" // an appservice login is authorised by the appservice's token
 	if login.Type == canonical.LoginAppservice {
-		if token, err = requestToken(r); err != nil {
+		if token, err = requestToken(r); err == nil {
+			err = g.checkAppservice(r, token)
+		}
+		if err != nil {
 			writeError(w, r, err)
 			return
 		}
@@ -112,6 +115,20 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.holdLogin(w, r, login.Type, resp)
+}
+
+// checkAppservice makes sure an appservice login comes with an application
+// service's token (the homeserver's whoami knows it, and it has no device)
+// before anything of it is forwarded.
+func (g *Gateway) checkAppservice(r *http.Request, token string) error {
+	if token == "" {
+		return mautrix.MMissingToken.WithMessage("An application service login needs the application service's token")
+	}
+	who, err := g.hs.WhoAmI(r.Context(), token)
+	if err == nil && who.DeviceID != "" {
+		err = mautrix.MForbidden.WithMessage("Only an application service can use this login type")
+	}
+	return err
 }
 
 // loginContinuation recognises the 2FA step of a held login: {"auth":{…,
@@ -141,9 +158,10 @@ func (g *Gateway) refuseLogin(w http.ResponseWriter, r *http.Request, err error)
 // guardDevice drops device_id from a login unless the gateway knows the user
 // it names has no 2FA: logging in with an existing device ID makes the
 // homeserver replace that device's token at once, before any second factor.
-// The user must be one m.id.user, resolvable to a user ID, and no user whose
-// ID equals it up to the case of the localpart (homeservers fold it) may have
-// 2FA. Token logins never keep it (the user is known only afterwards).
+// The user must be one m.id.user, resolvable to a user ID in plain ASCII
+// (nothing a homeserver might trim or normalise into another name), and no
+// user whose ID equals it up to the case of the localpart (homeservers fold
+// it) may have 2FA. Token logins never keep it (the user is known only afterwards).
 func (g *Gateway) guardDevice(r *http.Request, login *canonical.Login) {
 	if login.DeviceID == nil || login.Type == canonical.LoginAppservice {
 		return
@@ -153,7 +171,7 @@ func (g *Gateway) guardDevice(r *http.Request, login *canonical.Login) {
 		if p := g.serverName.Load(); p != nil {
 			server = *p
 		}
-		if userID, ok := canonical.Qualify(login.ID.User, server); ok {
+		if userID, ok := canonical.Qualify(login.ID.User, server); ok && canonical.PlainUserID(userID) {
 			login.ID.User = userID // named once, in full
 			if has, err := g.acc.EnabledFold(r.Context(), userID); err == nil && !has {
 				return

@@ -110,7 +110,7 @@ func (d *DB) TakeSession(ctx context.Context, id string) (storage.UIASession, er
 // UserSessions implements storage.SessionStore.
 func (d *DB) UserSessions(ctx context.Context, userID, path string, now time.Time) ([]storage.UIASession, error) {
 	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE user_id = $1 AND path = $2 AND expires_at > $3
-		ORDER BY created_at, id`, userID, path, ts(now))
+		ORDER BY created_at, seq`, userID, path, ts(now))
 }
 
 // ExpiredSessions implements storage.SessionStore.

@@ -110,7 +110,7 @@ func (d *DB) TakeSession(ctx context.Context, id string) (storage.UIASession, er
 // UserSessions implements storage.SessionStore.
 func (d *DB) UserSessions(ctx context.Context, userID, path string, now time.Time) ([]storage.UIASession, error) {
 	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE user_id = ? AND path = ? AND expires_at > ?
-		ORDER BY created_at, id`, userID, path, ms(now))
+		ORDER BY created_at, rowid`, userID, path, ms(now))
 }
 
 // ExpiredSessions implements storage.SessionStore.

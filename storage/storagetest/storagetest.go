@@ -699,7 +699,8 @@ func testUserSessions(t *testing.T, f Factory) {
 	}
 	mk("b", alice, "/login", t0.Add(2*time.Second), time.Minute)
 	mk("a", alice, "/login", t0.Add(1*time.Second), time.Minute)
-	mk("c", alice, "/login", t0.Add(3*time.Second), time.Minute)
+	mk("z", alice, "/login", t0.Add(3*time.Second), time.Minute)
+	mk("c", alice, "/login", t0.Add(3*time.Second), time.Minute) // same instant: creation order
 	mk("expired", alice, "/login", t0.Add(-time.Hour), time.Minute)
 	mk("other-path", alice, "/delete_devices", t0, time.Minute)
 	mk("other-user", "@bob:example.org", "/login", t0, time.Minute)
@@ -711,8 +712,8 @@ func testUserSessions(t *testing.T, f Factory) {
 	for _, x := range got {
 		ids = append(ids, x.ID)
 	}
-	if fmt.Sprint(ids) != "[a b c]" {
-		t.Errorf("UserSessions = %v; want [a b c] (live, this user and path, oldest first)", ids)
+	if fmt.Sprint(ids) != "[a b z c]" {
+		t.Errorf("UserSessions = %v; want [a b z c] (live, this user and path, oldest first, then in creation order)", ids)
 	}
 	if got, err := s.UserSessions(ctx, "@nobody:example.org", "/login", t0); err != nil || len(got) != 0 {
 		t.Errorf("UserSessions of a user without sessions = %v, %v", got, err)
