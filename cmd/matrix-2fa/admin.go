@@ -177,7 +177,7 @@ func (c *cli) openAdminCore(ctx context.Context, cmd string, cf *configFlags) (*
 	if !ok {
 		return nil, exitUsage, false
 	}
-	if _, err := os.Stat(cfg.DatabasePath()); err != nil {
+	if _, err := os.Stat(cfg.DatabasePath()); err != nil && !cfg.Postgres() {
 		if errors.Is(err, fs.ErrNotExist) {
 			fmt.Fprintf(c.stderr, "matrix-2fa %s: no database at %s (check --config and --data-dir)\n", cmd, cfg.DatabasePath())
 		} else {

@@ -10,7 +10,7 @@ import (
 // configFlags are the options every command that reads the configuration
 // takes; a flag that is set wins over the file.
 type configFlags struct {
-	file, homeserver, listen, dataDir string
+	file, homeserver, listen, dataDir, database string
 }
 
 // register adds --config and --data-dir, plus --homeserver and --listen when
@@ -18,6 +18,7 @@ type configFlags struct {
 func (f *configFlags) register(fs *flag.FlagSet, server bool) {
 	fs.StringVar(&f.file, "config", "", "configuration `FILE` (YAML; default: built-in defaults)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "`DIR` for the database and key file (overrides data_dir)")
+	fs.StringVar(&f.database, "database", "", "SQLite file or postgres:// `URL` (overrides database)")
 	if server {
 		fs.StringVar(&f.homeserver, "homeserver", "", "homeserver client API base `URL` (overrides homeserver)")
 		fs.StringVar(&f.listen, "listen", "", "`ADDR` to listen on, host:port (overrides listen)")
@@ -38,6 +39,9 @@ func (f *configFlags) load() (config.Config, error) {
 	}
 	if f.dataDir != "" {
 		cfg.DataDir = f.dataDir
+	}
+	if f.database != "" {
+		cfg.Database = f.database
 	}
 	return cfg, nil
 }

@@ -12,13 +12,15 @@ import (
 
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/internal/config"
+	"github.com/matrix-2fa/matrix-2fa/storage"
+	"github.com/matrix-2fa/matrix-2fa/storage/postgres"
 	"github.com/matrix-2fa/matrix-2fa/storage/sqlite"
 )
 
 // core is what every command that touches the data needs: the database, the
 // secret box holding the checked encryption key, and the 2FA service.
 type core struct {
-	store *sqlite.DB
+	store storage.Store
 	box   *account.SecretBox
 	svc   *account.Service
 	cfg   config.Config
@@ -34,22 +36,7 @@ func (c *core) Close() error { return c.store.Close() }
 // the new key file is moved into place and used. Any other mismatch is an error
 // wrapping account.ErrWrongKey; openCore never returns a core with a wrong key.
 func openCore(ctx context.Context, cfg config.Config, log *logrus.Logger) (*core, error) {
-	for _, dir := range []string{cfg.DataDir, filepath.Dir(cfg.DatabasePath())} {
-		if dir == "" {
-			continue
-		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("create data directory: %w", err)
-		}
-	}
-	// Create the database file ourselves so it (and the -wal and -shm files
-	// SQLite gives the same mode) is private whatever the umask.
-	if f, err := os.OpenFile(cfg.DatabasePath(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
-		f.Close()
-	} else if !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("create database: %w", err)
-	}
-	store, err := sqlite.Open(ctx, cfg.DatabasePath(), sqlite.Options{Synchronous: cfg.SQLiteSynchronous})
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -66,9 +53,37 @@ func openCore(ctx context.Context, cfg config.Config, log *logrus.Logger) (*core
 	return &core{store: store, box: box, svc: svc, cfg: cfg}, nil
 }
 
+// openStore opens the configured database: PostgreSQL for a postgres:// URL,
+// else the SQLite file (created, private, with its directory).
+func openStore(ctx context.Context, cfg config.Config) (storage.Store, error) {
+	dirs := []string{cfg.DataDir}
+	if !cfg.Postgres() {
+		dirs = append(dirs, filepath.Dir(cfg.DatabasePath()))
+	}
+	for _, dir := range dirs {
+		if dir == "" {
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+	}
+	if cfg.Postgres() {
+		return postgres.Open(ctx, cfg.Database)
+	}
+	// Create the database file ourselves so it (and the -wal and -shm files
+	// SQLite gives the same mode) is private whatever the umask.
+	if f, err := os.OpenFile(cfg.DatabasePath(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create database: %w", err)
+	}
+	return sqlite.Open(ctx, cfg.DatabasePath(), sqlite.Options{Synchronous: cfg.SQLiteSynchronous})
+}
+
 // loadKey returns the secret box for the configured key after checking it
 // against the database, recovering an interrupted rotation (see openCore).
-func loadKey(ctx context.Context, store *sqlite.DB, cfg config.Config, log *logrus.Logger) (*account.SecretBox, error) {
+func loadKey(ctx context.Context, store storage.Store, cfg config.Config, log *logrus.Logger) (*account.SecretBox, error) {
 	if cfg.Key != "" {
 		box, err := boxFromKey(cfg.Key)
 		if err != nil {
@@ -126,7 +141,7 @@ func loadKey(ctx context.Context, store *sqlite.DB, cfg config.Config, log *logr
 // recoverRotation finishes a rotation that committed in the database but did
 // not rename "<path>.new" to path. It returns nil, nil when there is no such
 // file or its key does not match the database either.
-func recoverRotation(ctx context.Context, store *sqlite.DB, path string, log *logrus.Logger) (*account.SecretBox, error) {
+func recoverRotation(ctx context.Context, store storage.Store, path string, log *logrus.Logger) (*account.SecretBox, error) {
 	newPath := path + ".new"
 	data, err := os.ReadFile(newPath)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/internal/config"
+	"github.com/matrix-2fa/matrix-2fa/internal/pgtest"
 )
 
 const testHomeserver = "http://127.0.0.1:8008"
@@ -760,5 +761,34 @@ func TestAdminUnlock(t *testing.T) {
 	_, stdout, _ = runCLI(t, "admin", "status", "--data-dir", cfg.DataDir, user)
 	if !strings.Contains(stdout, "unlock") || !strings.Contains(stdout, "lockout") {
 		t.Errorf("status does not show the lockout and the unlock:\n%s", stdout)
+	}
+}
+
+// TestPostgresDatabase: with a postgres:// URL as database (the flag or the
+// file), serve's core and the admin commands use PostgreSQL; two cores (two
+// replicas) with the same key share one database.
+func TestPostgresDatabase(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Database = pgtest.FreshDatabase(t)
+	c := mustOpenCore(t, cfg)
+	enrol(t, c.svc, "@alice:example.org")
+	key, err := os.ReadFile(cfg.KeyFilePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	replica := testConfig(t) // another data directory, the same key and database
+	replica.Database, replica.Key = cfg.Database, strings.TrimSpace(string(key))
+	r := mustOpenCore(t, replica)
+	if on, err := r.svc.Enabled(context.Background(), "@alice:example.org"); err != nil || !on {
+		t.Fatalf("replica sees alice's 2FA: %v, %v", on, err)
+	}
+	r.Close()
+	code, stdout, stderr := runCLI(t, "admin", "status", "--data-dir", cfg.DataDir, "--database", cfg.Database, "@alice:example.org")
+	if code != exitOK || !strings.Contains(stdout, "enabled:") || !strings.Contains(stdout, "yes") {
+		t.Fatalf("admin status on PostgreSQL: %d\n%s%s", code, stdout, stderr)
+	}
+	if exists(filepath.Join(cfg.DataDir, "matrix-2fa.db")) {
+		t.Error("a SQLite file was created although the database is PostgreSQL")
 	}
 }

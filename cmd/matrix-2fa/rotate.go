@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
-	"github.com/matrix-2fa/matrix-2fa/storage/sqlite"
+	"github.com/matrix-2fa/matrix-2fa/storage"
 )
 
 func (c *cli) adminRotateKey(ctx context.Context, args []string) int {
@@ -60,7 +60,7 @@ func (c *cli) adminRotateKey(ctx context.Context, args []string) int {
 // database switches to it in one transaction, and only then is it renamed
 // over keyPath; openCore finishes a rotation interrupted between the last two
 // steps. It returns how many secrets were re-encrypted and the new key ID.
-func rotateKeyFile(ctx context.Context, store *sqlite.DB, oldBox *account.SecretBox, keyPath string) (int, string, error) {
+func rotateKeyFile(ctx context.Context, store storage.Store, oldBox *account.SecretBox, keyPath string) (int, string, error) {
 	newPath := keyPath + ".new"
 	if err := removeStaleKey(ctx, store, newPath); err != nil {
 		return 0, "", err
@@ -103,7 +103,7 @@ func rotateKeyFile(ctx context.Context, store *sqlite.DB, oldBox *account.Secret
 // removeStaleKey removes a "<key file>.new" left by a rotation that failed
 // before its commit. One whose key opens the database is never removed: it is
 // then the only copy of the key in use.
-func removeStaleKey(ctx context.Context, store *sqlite.DB, path string) error {
+func removeStaleKey(ctx context.Context, store storage.Store, path string) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"os/signal"
 	"syscall"
 	"time"
@@ -47,7 +48,7 @@ func (c *cli) serveConfig(ctx context.Context, cfg config.Config, log *logrus.Lo
 		return exitError
 	}
 	defer core.Close()
-	log.WithField("database", cfg.DatabasePath()).WithField("key_id", core.box.KeyID()).Info("database open, encryption key checked")
+	log.WithField("database", databaseName(cfg)).WithField("key_id", core.box.KeyID()).Info("database open, encryption key checked")
 
 	handler, release, err := newHandler(core, cfg, log)
 	if err != nil {
@@ -98,4 +99,17 @@ func (c *cli) serveConfig(ctx context.Context, cfg config.Config, log *logrus.Lo
 	}
 	log.Info("stopped")
 	return exitOK
+}
+
+// databaseName names the database for the log: the SQLite path, or the
+// PostgreSQL server and database without credentials.
+func databaseName(cfg config.Config) string {
+	if !cfg.Postgres() {
+		return cfg.DatabasePath()
+	}
+	u, err := url.Parse(cfg.Database)
+	if err != nil {
+		return "postgres"
+	}
+	return "postgres://" + u.Host + u.Path
 }

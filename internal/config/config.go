@@ -29,7 +29,8 @@ type Config struct {
 	PublicBaseURL string `yaml:"public_base_url"`
 	// DataDir holds the SQLite file and the key file unless they are set.
 	DataDir string `yaml:"data_dir"`
-	// Database is the SQLite file (default DataDir/matrix-2fa.db).
+	// Database is the SQLite file (default DataDir/matrix-2fa.db), or a
+	// postgres:// URL (PostgreSQL, shared by several gateway replicas).
 	Database string `yaml:"database"`
 	// SQLiteSynchronous is NORMAL (default) or FULL.
 	SQLiteSynchronous string `yaml:"sqlite_synchronous"`
@@ -147,6 +148,11 @@ func Load(path string) (Config, error) {
 		c.Login.RedirectAllowlist = nil
 	}
 	return c, nil
+}
+
+// Postgres reports whether Database is a PostgreSQL URL.
+func (c Config) Postgres() bool {
+	return strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://")
 }
 
 // DatabasePath is the SQLite file path.

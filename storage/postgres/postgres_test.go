@@ -2,8 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
@@ -17,74 +15,20 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/matrix-2fa/matrix-2fa/internal/pgtest"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/storage/postgres"
 	"github.com/matrix-2fa/matrix-2fa/storage/storagetest"
 )
 
-const noServer = "MATRIX2FA_TEST_PG is not set: run scripts/test.sh, or start a throwaway server with " +
-	"`scripts/pg.sh start` and set MATRIX2FA_TEST_PG to the URL it prints"
-
 // TestMain fails the package at once, with one clear message, when there is no
 // test server to run against.
 func TestMain(m *testing.M) {
 	if os.Getenv("MATRIX2FA_TEST_PG") == "" {
-		fmt.Fprintln(os.Stderr, "storage/postgres: "+noServer)
+		fmt.Fprintln(os.Stderr, "storage/postgres: "+pgtest.NoServer)
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
-}
-
-// serverURL is the test server's URL from MATRIX2FA_TEST_PG. The tests fail,
-// never skip, without one: an engine that is not tested is not known to work.
-func serverURL(tb testing.TB) string {
-	tb.Helper()
-	u := os.Getenv("MATRIX2FA_TEST_PG")
-	if u == "" {
-		tb.Fatal(noServer)
-	}
-	return u
-}
-
-// freshDatabase creates an empty database with a random name on the test
-// server, drops it when the test ends, and returns its URL.
-func freshDatabase(tb testing.TB) string {
-	tb.Helper()
-	base := serverURL(tb)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		tb.Fatalf("cannot reach the PostgreSQL server in MATRIX2FA_TEST_PG (start it with scripts/pg.sh start): %v", err)
-	}
-	defer admin.Close(context.Background())
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		tb.Fatal(err)
-	}
-	name := "m2fa_test_" + hex.EncodeToString(b)
-	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name); err != nil {
-		tb.Fatalf("CREATE DATABASE %s: %v", name, err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		admin, err := pgx.Connect(ctx, base)
-		if err != nil {
-			tb.Errorf("drop %s: %v", name, err)
-			return
-		}
-		defer admin.Close(context.Background())
-		if _, err := admin.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-			tb.Errorf("DROP DATABASE %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		tb.Fatalf("MATRIX2FA_TEST_PG must be a postgres:// URL, not %q", base)
-	}
-	u.Path = "/" + name
-	return u.String()
 }
 
 func open(tb testing.TB, dbURL string) *postgres.DB {
@@ -98,7 +42,7 @@ func open(tb testing.TB, dbURL string) *postgres.DB {
 
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) (storage.Store, func() storage.Store) {
-		dbURL := freshDatabase(t)
+		dbURL := pgtest.FreshDatabase(t)
 		db := open(t, dbURL)
 		cur := db
 		t.Cleanup(func() { cur.Close() })
@@ -176,7 +120,7 @@ func checkMigrations(t *testing.T, dbURL string) {
 }
 
 func TestReopenRecordsNoMigrationTwice(t *testing.T) {
-	dbURL := freshDatabase(t)
+	dbURL := pgtest.FreshDatabase(t)
 	for i := 0; i < 3; i++ {
 		open(t, dbURL).Close()
 	}
@@ -186,7 +130,7 @@ func TestReopenRecordsNoMigrationTwice(t *testing.T) {
 // TestConcurrentOpen starts several replicas on one fresh database at once:
 // the advisory lock makes their migrations run one after another.
 func TestConcurrentOpen(t *testing.T) {
-	dbURL := freshDatabase(t)
+	dbURL := pgtest.FreshDatabase(t)
 	const replicas = 8
 	var wg sync.WaitGroup
 	errs := make([]error, replicas)
@@ -220,7 +164,7 @@ func TestConcurrentOpen(t *testing.T) {
 // the server's, so exactly limit attempts get through in all, and exactly one
 // replica accepts a TOTP step.
 func TestReplicasShareOneLimit(t *testing.T) {
-	dbURL := freshDatabase(t)
+	dbURL := pgtest.FreshDatabase(t)
 	ctx := context.Background()
 	var replicas []*postgres.DB
 	for range 3 {
@@ -271,7 +215,7 @@ func TestReplicasShareOneLimit(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	base := serverURL(t)
+	base := pgtest.ServerURL(t)
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +251,7 @@ func TestOpenErrors(t *testing.T) {
 
 func BenchmarkAdvanceStep(b *testing.B) {
 	ctx := context.Background()
-	db := open(b, freshDatabase(b))
+	db := open(b, pgtest.FreshDatabase(b))
 	defer db.Close()
 	p := storage.Pending{UserID: "@u:x", Secret: []byte("s"), KeyID: "k", Algorithm: "SHA1", Digits: 6, Period: 30}
 	p.ExpiresAt = p.CreatedAt.AddDate(100, 0, 0)
