@@ -91,15 +91,12 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	token := "" // an appservice login is authorised by the appservice's token
 	if login.Type == canonical.LoginAppservice {
-		if token, err = requestToken(r); err == nil {
-			err = g.checkAppservice(r, token)
-		}
-		if err != nil {
+		if token, err = requestToken(r); err != nil {
 			writeError(w, r, err)
 			return
 		}
 	}
-	g.guardDevice(r, login)
+	g.guardDevice(r, login, token)
 	body, err := login.Body()
 	if err != nil {
 		writeError(w, r, err)
@@ -117,18 +114,14 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 	g.holdLogin(w, r, login.Type, resp)
 }
 
-// checkAppservice makes sure an appservice login comes with an application
-// service's token (the homeserver's whoami knows it, and it has no device)
-// before anything of it is forwarded.
-func (g *Gateway) checkAppservice(r *http.Request, token string) error {
+// isAppservice reports whether token is an application service's (the
+// homeserver's whoami knows it, and it has no device).
+func (g *Gateway) isAppservice(r *http.Request, token string) bool {
 	if token == "" {
-		return mautrix.MMissingToken.WithMessage("An application service login needs the application service's token")
+		return false
 	}
 	who, err := g.hs.WhoAmI(r.Context(), token)
-	if err == nil && who.DeviceID != "" {
-		err = mautrix.MForbidden.WithMessage("Only an application service can use this login type")
-	}
-	return err
+	return err == nil && who.DeviceID == ""
 }
 
 // loginContinuation recognises the 2FA step of a held login: {"auth":{…,
@@ -162,8 +155,8 @@ func (g *Gateway) refuseLogin(w http.ResponseWriter, r *http.Request, err error)
 // (nothing a homeserver might trim or normalise into another name), and no
 // user whose ID equals it up to the case of the localpart (homeservers fold
 // it) may have 2FA. Token logins never keep it (the user is known only afterwards).
-func (g *Gateway) guardDevice(r *http.Request, login *canonical.Login) {
-	if login.DeviceID == nil || login.Type == canonical.LoginAppservice {
+func (g *Gateway) guardDevice(r *http.Request, login *canonical.Login, token string) {
+	if login.DeviceID == nil || (login.Type == canonical.LoginAppservice && g.isAppservice(r, token)) {
 		return
 	}
 	if login.Type == canonical.LoginPassword && login.ID != nil && login.ID.Type == canonical.IDUser {
