@@ -3,13 +3,9 @@ package flows_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http"
 	"reflect"
 	"testing"
-	"time"
 
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
@@ -38,45 +34,6 @@ func TestPolicy(t *testing.T) {
 		if !reflect.DeepEqual(tc.got, tc.want) {
 			t.Errorf("%s: %v; want %v", tc.name, tc.got, tc.want)
 		}
-	}
-}
-
-func TestMatrixError(t *testing.T) {
-	cases := []struct {
-		name    string
-		err     error
-		status  int
-		errcode string
-	}{
-		{"missing code", account.ErrMissingCode, 400, "M_MISSING_PARAM"},
-		{"wrapped invalid code", fmt.Errorf("%w: replayed", account.ErrInvalidCode), 403, "M_FORBIDDEN"},
-		{"no pending", account.ErrNoPending, 400, "M_INVALID_PARAM"},
-		{"not enabled", account.ErrNotEnabled, 400, "M_INVALID_PARAM"},
-		{"unknown session", uia.ErrUnknownSession, 400, "M_INVALID_PARAM"},
-		{"session mismatch", uia.ErrSessionMismatch, 403, "M_FORBIDDEN"},
-		{"bad auth", uia.ErrBadAuth, 400, "M_BAD_JSON"},
-		{"not json", flows.ErrNotJSON, 400, "M_NOT_JSON"},
-		{"too large", flows.ErrTooLarge, 413, "M_TOO_LARGE"},
-		{"homeserver error passes", mautrix.MUnknownToken.WithMessage("Unknown token"), 401, "M_UNKNOWN_TOKEN"},
-		{"unknown", errors.New("disk on fire"), 500, "M_UNKNOWN"},
-		{"storage error", storage.ErrNotFound, 500, "M_UNKNOWN"},
-	}
-	for _, tc := range cases {
-		got := flows.MatrixError(tc.err)
-		if got.StatusCode != tc.status || got.ErrCode != tc.errcode || got.Err == "" {
-			t.Errorf("%s: %d %s %q; want %d %s", tc.name, got.StatusCode, got.ErrCode, got.Err, tc.status, tc.errcode)
-		}
-		if tc.status == 500 && got.Err != "Internal server error" {
-			t.Errorf("%s: internal detail leaks: %q", tc.name, got.Err)
-		}
-	}
-	locked := flows.MatrixError(&account.LockedError{RetryAfter: 1500 * time.Millisecond})
-	if locked.StatusCode != http.StatusTooManyRequests || locked.ErrCode != "M_LIMIT_EXCEEDED" ||
-		locked.ExtraData["retry_after_ms"] != int64(1500) || locked.ExtraHeader["Retry-After"] != "2" {
-		t.Errorf("locked = %+v", locked)
-	}
-	if flows.MatrixError(fmt.Errorf("%w: wrong", account.ErrInvalidCode)).Err != flows.MatrixError(fmt.Errorf("%w: replayed", account.ErrInvalidCode)).Err {
-		t.Error("wrong and replayed codes read differently to the client")
 	}
 }
 

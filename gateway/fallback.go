@@ -14,6 +14,9 @@ import (
 
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/httperr"
+	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
 
@@ -65,13 +68,13 @@ type fallbackData struct {
 func (g *Gateway) handleFallback(stage string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		form, ok := postedForm(w, r)
+		form, ok := httpx.PostedForm(w, r)
 		if !ok {
 			return
 		}
 		sessionID := r.URL.Query().Get("session")
 		if sessionID == "" {
-			writeMatrixError(w, flows.MMissingParam.WithMessage("Missing session"))
+			httpx.WriteMatrixError(w, httperr.MMissingParam.WithMessage("Missing session"))
 			return
 		}
 		s, err := g.fallbackSession(r, sessionID, stage)
@@ -79,7 +82,7 @@ func (g *Gateway) handleFallback(stage string) http.HandlerFunc {
 			g.fallbackUnusable(w, r, err)
 			return
 		}
-		l := logger(r).WithFields(map[string]any{"user_id": s.UserID, "stage": stage})
+		l := httpx.Logger(r).WithFields(map[string]any{"user_id": s.UserID, "stage": stage})
 		q := url.Values{"session": {s.ID}}
 		recoveryField := stage == flows.StageRecovery || (r.URL.Query().Get("recovery") == "1")
 		if recoveryField && stage == flows.StageTOTP {
@@ -120,7 +123,7 @@ func (g *Gateway) handleFallback(stage string) http.HandlerFunc {
 		}
 		code := strings.TrimSpace(form.Get("code"))
 		if code == "" {
-			writeMatrixError(w, flows.MMissingParam.WithMessage("Missing code"))
+			httpx.WriteMatrixError(w, httperr.MMissingParam.WithMessage("Missing code"))
 			return
 		}
 		if !slices.Contains(s.NextStages(), stage) {
@@ -143,7 +146,7 @@ func (g *Gateway) handleFallback(stage string) http.HandlerFunc {
 				}
 			}
 			l.Warn("fallback page: locked out")
-			d.Locked, d.Wait = true, formatWait(le.RetryAfter)
+			d.Locked, d.Wait = true, httperr.FormatWait(le.RetryAfter)
 			page.Error = "Too many failed attempts. Try again in " + d.Wait + "."
 			w.Header().Set("Retry-After", strconv.FormatInt(int64((le.RetryAfter+time.Second-1)/time.Second), 10))
 			renderPage(w, http.StatusTooManyRequests, "fallback.html", page)
@@ -156,17 +159,17 @@ func (g *Gateway) handleFallback(stage string) http.HandlerFunc {
 			return
 		}
 		if err != nil {
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return
 		}
 		if err := g.engine.MarkCompleted(ctx, s, stage); err != nil {
 			// Another request completed a stage meanwhile: fine if it was the
 			// second factor.
-			if again, lerr := g.engine.LoadAny(ctx, s.ID); lerr == nil && secondFactorDone(again) {
+			if again, lerr := g.engine.LoadKind(ctx, s.ID, s.Kind); lerr == nil && secondFactorDone(again) {
 				g.renderFallbackDone(w, http.StatusOK, d)
 				return
 			}
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return
 		}
 		l.Info("fallback page: stage completed")
@@ -178,32 +181,15 @@ func (g *Gateway) renderFallbackDone(w http.ResponseWriter, status int, d fallba
 	renderPage(w, status, "fallback_done.html", PageData{Title: "Done", Data: &d})
 }
 
-// errHeldLoginHere: a held /login on the fallback page while
-// FallbackCompletesLogin is off.
-var errHeldLoginHere = errors.New("gateway: held login on the fallback page")
-
 // fallbackUnusable answers a fallback link that cannot be used: a browser
 // gets a page saying what to do, anything else the Matrix error.
 func (g *Gateway) fallbackUnusable(w http.ResponseWriter, r *http.Request, err error) {
-	var text []string
-	status := http.StatusBadRequest
-	switch {
-	case errors.Is(err, errHeldLoginHere):
-		status = http.StatusForbidden
-		text = []string{"A sign-in is confirmed in the app where the password was typed, not on this page: enter your code there.",
-			"If you did not just sign in yourself, someone else knows your password. Do not enter a code anywhere; change your password."}
-	case errors.Is(err, uia.ErrUnknownSession):
-		text = []string{"This confirmation link has expired or has already been used.",
-			"Go back to your app and start again: it will open a new one."}
-	}
-	if text == nil || !strings.Contains(r.Header.Get("Accept"), "text/html") {
-		if errors.Is(err, errHeldLoginHere) {
-			err = fmt.Errorf("%w: %w", uia.ErrUnknownSession, err)
-		}
-		writeError(w, r, err)
+	if !strings.Contains(r.Header.Get("Accept"), "text/html") {
+		httpx.WriteError(w, r, err)
 		return
 	}
-	renderPage(w, status, "message.html", PageData{Title: "Confirm with two-factor authentication", Data: &messageData{text}})
+	status, text := httperr.Page(err)
+	renderPage(w, status, "message.html", PageData{Title: "Confirm with two-factor authentication", Data: &messageData{[]string{text}}})
 }
 
 // fallbackSession loads session id for the fallback page of stage: it must be
@@ -211,15 +197,12 @@ func (g *Gateway) fallbackUnusable(w http.ResponseWriter, r *http.Request, err e
 // login token (those never complete through a fallback page), nor a held
 // /login unless FallbackCompletesLogin.
 func (g *Gateway) fallbackSession(r *http.Request, id, stage string) (*uia.Session, error) {
-	s, err := g.engine.LoadAny(r.Context(), id)
+	s, err := g.engine.LoadKind(r.Context(), id, storage.KindUIA, storage.KindHeldLogin)
 	if err != nil {
 		return nil, err
 	}
-	if s.Path == heldTokenPath || (s.Path == heldLoginPath && s.Method != http.MethodPost) {
-		return nil, uia.ErrUnknownSession
-	}
 	if isHeldLogin(s) && !g.cfg.FallbackCompletesLogin {
-		return nil, errHeldLoginHere
+		return nil, httperr.ErrHeldLoginHere
 	}
 	for _, f := range s.Flows {
 		if slices.Contains(f, stage) {
@@ -231,9 +214,7 @@ func (g *Gateway) fallbackSession(r *http.Request, id, stage string) (*uia.Sessi
 
 // isHeldLogin reports whether s holds a /login response (POST /login with a
 // password, waiting for the second factor).
-func isHeldLogin(s *uia.Session) bool {
-	return s.Method == http.MethodPost && s.Path == heldLoginPath
-}
+func isHeldLogin(s *uia.Session) bool { return s.Kind == storage.KindHeldLogin }
 
 // secondFactorDone reports whether a 2FA stage is among s's completed stages.
 func secondFactorDone(s *uia.Session) bool {
@@ -273,27 +254,4 @@ func describeOperation(s *uia.Session) (what, request string) {
 		what = "An account change"
 	}
 	return what, request
-}
-
-// formatWait says d in minutes and seconds, rounded up to a second.
-func formatWait(d time.Duration) string {
-	secs := int64((d + time.Second - 1) / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
-	m, s := secs/60, secs%60
-	plural := func(n int64, unit string) string {
-		if n == 1 {
-			return "1 " + unit
-		}
-		return strconv.FormatInt(n, 10) + " " + unit + "s"
-	}
-	switch {
-	case m == 0:
-		return plural(s, "second")
-	case s == 0:
-		return plural(m, "minute")
-	default:
-		return plural(m, "minute") + " " + plural(s, "second")
-	}
 }

@@ -322,7 +322,7 @@ func TestFallbackHeldLoginOffByDefault(t *testing.T) {
 	if st, body := browse(page, html); st != 403 || !strings.Contains(body, "text/html") || !strings.Contains(body, "in the app where the password was typed") || strings.Contains(body, `name="code"`) {
 		t.Fatalf("held login on the fallback page: %d %s", st, body)
 	}
-	if st, body := browse(page, ""); st != 400 || !strings.Contains(body, "M_INVALID_PARAM") {
+	if st, body := browse(page, ""); st != 403 || !strings.Contains(body, "M_FORBIDDEN") {
 		t.Fatalf("held login on the fallback page, API client: %d %s", st, body)
 	}
 	if st, body := browse(pgSession(pgTOTPFallback, "expired-or-forged"), html); st != 400 || !strings.Contains(body, "has expired or has already been used") {

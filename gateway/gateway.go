@@ -16,6 +16,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
@@ -174,26 +175,26 @@ var guarded = regexp.MustCompile(`^/_matrix/client/(?:api/v1|unstable/org\.matri
 func (g *Gateway) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rid := requestID()
+		rid := httpx.RequestID()
 		l := g.log.WithFields(logrus.Fields{"request_id": rid, "method": r.Method, "path": r.URL.Path})
 		// Calls the gateway makes upstream for this request carry the
 		// client's address (the homeserver's rate limits then apply per client).
-		r = withLogger(r.WithContext(g.hs.WithOrigin(r.Context(), r)), l)
-		rec := &statusRecorder{ResponseWriter: w}
+		r = httpx.WithLogger(r.WithContext(g.hs.WithOrigin(r.Context(), r)), l)
+		rec := &httpx.StatusRecorder{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
 				l.WithField("panic", p).Error("handler panicked")
-				if rec.status == 0 {
-					writeMatrixError(rec, mautrix.MUnknown.WithMessage("Internal server error").WithStatus(http.StatusInternalServerError))
+				if rec.Status == 0 {
+					httpx.WriteMatrixError(rec, mautrix.MUnknown.WithMessage("Internal server error").WithStatus(http.StatusInternalServerError))
 				}
 			}
-			l.WithFields(logrus.Fields{"status": rec.status, "duration_ms": time.Since(start).Milliseconds()}).Debug("request")
+			l.WithFields(logrus.Fields{"status": rec.Status, "duration_ms": time.Since(start).Milliseconds()}).Debug("request")
 		}()
 		if !g.cfg.AdminAPI && isAdminAPI(r.URL.Path) {
-			writeMatrixError(rec, mautrix.MForbidden.WithMessage("The homeserver's admin API is not served through the 2FA gateway"))
+			httpx.WriteMatrixError(rec, mautrix.MForbidden.WithMessage("The homeserver's admin API is not served through the 2FA gateway"))
 			return
 		}
 		routed := false
@@ -210,7 +211,7 @@ func (g *Gateway) Handler() http.Handler {
 			if guarded.MatchString(r.URL.Path) && (!matched || m.MatchErr == mux.ErrNotFound || r.Method != strings.ToUpper(r.Method)) {
 				// Under a prefix no homeserver serves, or a method in another
 				// case (which some servers would take as the same method).
-				writeMatrixError(rec, mautrix.MUnrecognized.WithMessage("Unrecognized request"))
+				httpx.WriteMatrixError(rec, mautrix.MUnrecognized.WithMessage("Unrecognized request"))
 				return
 			}
 			routed = matched && m.MatchErr == nil
@@ -247,5 +248,5 @@ func (g *Gateway) Run(ctx context.Context) {
 }
 
 func (g *Gateway) handleHealth(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }

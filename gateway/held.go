@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"maunium.net/go/mautrix"
 
+	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 )
 
@@ -128,18 +130,23 @@ func (g *Gateway) retireHeld(ctx context.Context, s storage.UIASession) (requeue
 // in the user's device list.
 func (g *Gateway) limitHeld(r *http.Request, userID string) {
 	ctx := context.WithoutCancel(r.Context())
-	held, err := g.store.UserSessions(ctx, userID, heldLoginPath, g.now())
-	if err != nil {
-		logger(r).WithError(err).Error("listing held logins")
-		return
+	var held []storage.UIASession
+	for _, kind := range []storage.SessionKind{storage.KindHeldLogin, storage.KindSignIn} {
+		list, err := g.store.UserSessions(ctx, userID, kind, g.now())
+		if err != nil {
+			httpx.Logger(r).WithError(err).Error("listing held logins")
+			return
+		}
+		held = append(held, list...)
 	}
+	slices.SortStableFunc(held, func(a, b storage.UIASession) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	for i := 0; i < len(held)-g.cfg.MaxHeld; i++ {
 		taken, err := g.store.TakeSession(ctx, held[i].ID)
 		if err != nil {
 			continue // released, expired or retired meanwhile
 		}
 		again, err := g.retireHeld(ctx, taken)
-		l := logger(r).WithField("user_id", userID)
+		l := httpx.Logger(r).WithField("user_id", userID)
 		switch {
 		case again:
 			l.WithError(err).Warn("logging out a retired held login failed; the sweeper retries")
@@ -149,6 +156,12 @@ func (g *Gateway) limitHeld(r *http.Request, userID string) {
 			l.Info("oldest held login retired (too many pending logins)")
 		}
 	}
+}
+
+// isHeldKind reports whether sessions of kind hold a homeserver login (to be
+// logged out when they end unused).
+func isHeldKind(kind storage.SessionKind) bool {
+	return kind == storage.KindHeldLogin || kind == storage.KindSignIn || kind == storage.KindLoginToken
 }
 
 // Sweep deletes expired sessions and logs out the held logins among them.
@@ -165,7 +178,7 @@ func (g *Gateway) Sweep(ctx context.Context) {
 			if err != nil {
 				continue // another replica or request took it
 			}
-			if taken.Path == heldLoginPath || taken.Path == heldTokenPath {
+			if isHeldKind(taken.Kind) {
 				again, err := g.retireHeld(ctx, taken)
 				requeued = requeued || again
 				switch {

@@ -12,33 +12,24 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
-
-// copyResponse writes an upstream response unchanged.
-func copyResponse(w http.ResponseWriter, resp *homeserver.Response) {
-	for k, vs := range resp.Header {
-		for _, v := range vs {
-			w.Header().Add(k, v)
-		}
-	}
-	w.WriteHeader(resp.Status)
-	w.Write(resp.Body)
-}
 
 // handleLoginFlows adds "Sign in with 2FA" (m.login.sso with our identity
 // provider) and m.login.token to the homeserver's login flows.
 func (g *Gateway) handleLoginFlows(w http.ResponseWriter, r *http.Request) {
 	resp, err := g.hs.Do(r.Context(), http.MethodGet, r.URL.RequestURI(), g.hs.ForwardedHeader(r), nil)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	var body struct {
 		Flows []map[string]any `json:"flows"`
 	}
 	if resp.Status != http.StatusOK || json.Unmarshal(resp.Body, &body) != nil {
-		copyResponse(w, resp)
+		httpx.CopyResponse(w, resp)
 		return
 	}
 	idp := map[string]any{"id": g.cfg.SSOProviderID, "name": g.cfg.SSOProviderName}
@@ -59,7 +50,7 @@ func (g *Gateway) handleLoginFlows(w http.ResponseWriter, r *http.Request) {
 	if !hasToken {
 		body.Flows = append(body.Flows, map[string]any{"type": "m.login.token"})
 	}
-	writeJSON(w, http.StatusOK, body)
+	httpx.WriteJSON(w, http.StatusOK, body)
 }
 
 // handleLogin is POST /login: a continuation of a held login goes to the 2FA
@@ -68,14 +59,14 @@ func (g *Gateway) handleLoginFlows(w http.ResponseWriter, r *http.Request) {
 // user the homeserver's answer is held behind the 2FA stage. Users without
 // 2FA, wrong passwords and appservice logins get the homeserver's answer.
 func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
-	raw, obj, err := readObject(w, r)
+	raw, obj, err := httpx.ReadObject(w, r)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if a, ok, err := loginContinuation(raw, obj); ok || err != nil {
 		if err != nil {
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return
 		}
 		g.continueLogin(w, r, a)
@@ -91,24 +82,24 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	token := "" // an appservice login is authorised by the appservice's token
 	if login.Type == canonical.LoginAppservice {
-		if token, err = requestToken(r); err != nil {
-			writeError(w, r, err)
+		if token, err = httpx.RequestToken(r); err != nil {
+			httpx.WriteError(w, r, err)
 			return
 		}
 	}
 	g.guardDevice(r, login, token)
 	body, err := login.Body()
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	resp, err := g.hs.Login(r.Context(), body, g.hs.CheckedHeader(r, token))
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if resp.Status != http.StatusOK || login.Type == canonical.LoginAppservice {
-		copyResponse(w, resp)
+		httpx.CopyResponse(w, resp)
 		return
 	}
 	g.holdLogin(w, r, login.Type, resp)
@@ -131,7 +122,7 @@ func loginContinuation(raw []byte, obj map[string]json.RawMessage) (*uia.Auth, b
 		a, err := uia.ParseAuth(authRaw)
 		return a, true, err
 	}
-	typ, _, err := stringField(obj, "type")
+	typ, _, err := httpx.StringField(obj, "type")
 	if err != nil || !flows.IsSecondFactor(typ) {
 		return nil, false, err
 	}
@@ -143,9 +134,9 @@ func loginContinuation(raw []byte, obj map[string]json.RawMessage) (*uia.Auth, b
 // names its user ambiguously is a warning.
 func (g *Gateway) refuseLogin(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, canonical.ErrAmbiguousUser) || errors.Is(err, canonical.ErrNoIdentifierType) {
-		logger(r).WithError(err).Warn("login names its user ambiguously; refused")
+		httpx.Logger(r).WithError(err).Warn("login names its user ambiguously; refused")
 	}
-	writeError(w, r, err)
+	httpx.WriteError(w, r, err)
 }
 
 // guardDevice drops device_id from a login unless the gateway knows the user
@@ -172,7 +163,7 @@ func (g *Gateway) guardDevice(r *http.Request, login *canonical.Login, token str
 		}
 	}
 	login.DeviceID = nil
-	logger(r).Info("device_id dropped from a login whose user has (or may have) 2FA")
+	httpx.Logger(r).Info("device_id dropped from a login whose user has (or may have) 2FA")
 }
 
 // holdLogin checks a successful login: a user with 2FA gets the 401
@@ -181,15 +172,15 @@ func (g *Gateway) guardDevice(r *http.Request, login *canonical.Login, token str
 func (g *Gateway) holdLogin(w http.ResponseWriter, r *http.Request, typ string, resp *homeserver.Response) {
 	var login mautrix.RespLogin
 	if err := json.Unmarshal(resp.Body, &login); err != nil || login.UserID == "" || login.AccessToken == "" {
-		logger(r).WithField("login_type", typ).Error("homeserver answered a login with 200 but no user_id or access_token; refused")
-		writeMatrixError(w, mautrix.MUnknown.WithMessage("Unexpected answer from the homeserver").WithStatus(http.StatusBadGateway))
+		httpx.Logger(r).WithField("login_type", typ).Error("homeserver answered a login with 200 but no user_id or access_token; refused")
+		httpx.WriteMatrixError(w, mautrix.MUnknown.WithMessage("Unexpected answer from the homeserver").WithStatus(http.StatusBadGateway))
 		return
 	}
 	g.learnServerName(string(login.UserID))
-	l := logger(r).WithField("user_id", login.UserID)
+	l := httpx.Logger(r).WithField("user_id", login.UserID)
 	enabled, err := g.acc.Enabled(r.Context(), string(login.UserID))
 	if err == nil && !enabled {
-		copyResponse(w, resp)
+		httpx.CopyResponse(w, resp)
 		return
 	}
 	if err == nil && g.cfg.ForbidBarePassword {
@@ -203,11 +194,11 @@ func (g *Gateway) holdLogin(w http.ResponseWriter, r *http.Request, typ string, 
 		if lerr := g.hs.Logout(context.WithoutCancel(r.Context()), login.AccessToken); lerr != nil {
 			l.WithError(lerr).Error("logging out a login that was not released")
 		}
-		writeError(w, r, err) // never release a token unchecked
+		httpx.WriteError(w, r, err) // never release a token unchecked
 		return
 	}
 	l.Info("login held for the second factor")
-	writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+	httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 }
 
 // startHeld seals the login response in a new held-login session whose first
@@ -218,7 +209,7 @@ func (g *Gateway) startHeld(r *http.Request, typ, userID string, body []byte) (*
 	if err != nil {
 		return nil, err
 	}
-	req := uia.Request{Method: http.MethodPost, Path: heldLoginPath, UserID: userID}
+	req := uia.Request{Kind: storage.KindHeldLogin, Method: http.MethodPost, Path: heldLoginPath, UserID: userID}
 	s, err := g.engine.Start(r.Context(), req, flows.After(typ), "", sealed, g.cfg.LoginTTL)
 	if err == nil {
 		err = g.engine.MarkCompleted(r.Context(), s, typ)
@@ -234,15 +225,17 @@ func (g *Gateway) startHeld(r *http.Request, typ, userID string, body []byte) (*
 // homeserver response when a flow is complete.
 func (g *Gateway) continueLogin(w http.ResponseWriter, r *http.Request, a *uia.Auth) {
 	ctx := r.Context()
-	s, err := g.engine.LoadAny(ctx, a.Session)
-	if err == nil && (s.Method != http.MethodPost || s.Path != heldLoginPath) {
+	// A UIA or sign-in page session sent here is another request's (403), a
+	// login token's or web session's is as good as unknown.
+	s, err := g.engine.LoadKind(ctx, a.Session, storage.KindHeldLogin, storage.KindSignIn, storage.KindUIA)
+	if err == nil && s.Kind != storage.KindHeldLogin {
 		err = uia.ErrSessionMismatch
 	}
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
-	l := logger(r).WithField("user_id", s.UserID)
+	l := httpx.Logger(r).WithField("user_id", s.UserID)
 	if a.Type != "" {
 		if err := g.engine.Attempt(ctx, s, a); err != nil {
 			if _, locked := account.IsLocked(err); locked {
@@ -260,19 +253,19 @@ func (g *Gateway) continueLogin(w http.ResponseWriter, r *http.Request, a *uia.A
 		}
 	}
 	if !s.Done() {
-		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 		return
 	}
 	taken, err := g.engine.Finish(ctx, s)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	body, err := g.openHeld(taken.UserID, taken.Data)
 	if err != nil {
-		writeError(w, r, errors.Join(errors.New("opening a held login"), err))
+		httpx.WriteError(w, r, errors.Join(errors.New("opening a held login"), err))
 		return
 	}
 	l.Info("login released after the second factor")
-	writeRawJSON(w, http.StatusOK, body)
+	httpx.WriteRawJSON(w, http.StatusOK, body)
 }

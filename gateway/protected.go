@@ -14,6 +14,8 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/httperr"
+	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
@@ -76,9 +78,9 @@ func (g *Gateway) handleGuarded(ep guardedEndpoint) http.HandlerFunc {
 		}
 		enabled := false
 		if q.owner != "" {
-			r = withLogger(r, logger(r).WithField("user_id", q.owner))
+			r = httpx.WithLogger(r, httpx.Logger(r).WithField("user_id", q.owner))
 			if enabled, err = g.acc.Enabled(r.Context(), q.owner); err != nil {
-				writeError(w, r, err)
+				httpx.WriteError(w, r, err)
 				return
 			}
 		}
@@ -113,11 +115,11 @@ func (q *guardedRequest) authBody(session string) json.RawMessage {
 func (g *Gateway) readGuarded(w http.ResponseWriter, r *http.Request, ep guardedEndpoint) (*guardedRequest, error) {
 	q := &guardedRequest{ep: ep}
 	var err error
-	if q.token, err = requestToken(r); err != nil {
+	if q.token, err = httpx.RequestToken(r); err != nil {
 		return q, err
 	}
 	if query := r.URL.Query(); query.Has("user_id") || query.Has("device_id") || query.Has("org.matrix.msc3202.device_id") {
-		return q, flows.ErrIdentityAssertion
+		return q, httperr.ErrIdentityAssertion
 	}
 	switch {
 	case q.token != "":
@@ -130,7 +132,7 @@ func (g *Gateway) readGuarded(w http.ResponseWriter, r *http.Request, ep guarded
 	case !ep.NoToken:
 		return q, mautrix.MMissingToken.WithMessage("Missing access token")
 	}
-	_, obj, err := readObject(w, r)
+	_, obj, err := httpx.ReadObject(w, r)
 	if err != nil {
 		return q, err
 	}
@@ -159,22 +161,22 @@ func (g *Gateway) readGuarded(w http.ResponseWriter, r *http.Request, ep guarded
 func (g *Gateway) refuseGuarded(w http.ResponseWriter, r *http.Request, q *guardedRequest, err error) {
 	if errors.Is(err, canonical.ErrOtherUser) || errors.Is(err, canonical.ErrNotAUserID) ||
 		errors.Is(err, canonical.ErrAmbiguousUser) {
-		logger(r).WithError(err).WithField("user_id", q.owner).Warn("guarded endpoint: auth dict names another user; refused")
+		httpx.Logger(r).WithError(err).WithField("user_id", q.owner).Warn("guarded endpoint: auth dict names another user; refused")
 		if q.owner != "" {
 			g.acc.RecordRefused(r.Context(), q.owner, r.Method+" "+r.URL.Path+": the auth dict named another user")
 		}
 	}
-	writeError(w, r, err)
+	httpx.WriteError(w, r, err)
 }
 
 // forwardAs sends the rebuilt request upstream with auth and copies the answer.
 func (g *Gateway) forwardAs(w http.ResponseWriter, r *http.Request, q *guardedRequest, auth json.RawMessage) {
 	resp, err := g.forward(r, q, auth)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
-	copyResponse(w, resp)
+	httpx.CopyResponse(w, resp)
 }
 
 // forward sends the rebuilt request upstream: canonical path, no query, the
@@ -200,7 +202,7 @@ func (g *Gateway) ownUIA(w http.ResponseWriter, r *http.Request, q *guardedReque
 		return
 	}
 	if !step.Done {
-		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(step.Session, nil))
+		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(step.Session, nil))
 		return
 	}
 	g.forwardAs(w, r, q, nil)
@@ -216,16 +218,16 @@ func (g *Gateway) inFront(w http.ResponseWriter, r *http.Request, q *guardedRequ
 		// goes without auth, so it cannot perform anything that needs UIA).
 		if s, err = g.learnChallenge(w, r, q, req); s == nil {
 			if err != nil {
-				writeError(w, r, err)
+				httpx.WriteError(w, r, err)
 			}
 			return
 		}
 		if q.auth == nil || q.auth.Type == "" {
-			writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+			httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 			return
 		}
 	} else if s, err = g.loadGuarded(r, q, req); err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	switch {
@@ -234,17 +236,17 @@ func (g *Gateway) inFront(w http.ResponseWriter, r *http.Request, q *guardedRequ
 			g.writeUIAError(w, r, s, err)
 			return
 		}
-		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 	case !secondFactorDone(s):
 		// A homeserver stage (or a bare session) before the second factor is
 		// never forwarded.
 		if q.auth != nil && q.auth.Type != "" {
-			logger(r).WithField("stage", q.auth.Type).Warn("homeserver stage sent before the second factor; not forwarded")
+			httpx.Logger(r).WithField("stage", q.auth.Type).Warn("homeserver stage sent before the second factor; not forwarded")
 			re := mautrix.MForbidden.WithMessage("Complete two-factor authentication first")
-			writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, &re))
+			httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, &re))
 			return
 		}
-		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 	default:
 		g.forwardStage(w, r, q, s)
 	}
@@ -277,7 +279,7 @@ func (g *Gateway) learnChallenge(w http.ResponseWriter, r *http.Request, q *guar
 	}
 	hsUIA, ok := homeserver.ParseUIA(resp.Body)
 	if resp.Status != http.StatusUnauthorized || !ok {
-		copyResponse(w, resp) // no UIA needed (or an error): the homeserver's answer
+		httpx.CopyResponse(w, resp) // no UIA needed (or an error): the homeserver's answer
 		return nil, nil
 	}
 	return g.startProtected(r, req, hsUIA, q.operation())
@@ -335,17 +337,17 @@ func (g *Gateway) startProtected(r *http.Request, req uia.Request, hsUIA *mautri
 func (g *Gateway) forwardStage(w http.ResponseWriter, r *http.Request, q *guardedRequest, s *uia.Session) {
 	var state hsState
 	if err := json.Unmarshal(s.Data, &state); err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	resp, err := g.forward(r, q, q.authBody(state.Session))
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if resp.Status >= 200 && resp.Status < 300 {
 		g.engine.Finish(r.Context(), s)
-		copyResponse(w, resp)
+		httpx.CopyResponse(w, resp)
 		return
 	}
 	hsUIA, ok := homeserver.ParseUIA(resp.Body)
@@ -354,10 +356,10 @@ func (g *Gateway) forwardStage(w http.ResponseWriter, r *http.Request, q *guarde
 			// A bare {"session"} (the resume after a fallback page) that the
 			// homeserver refuses without a stage type (Dendrite: 400): answer
 			// the challenge, the 2FA stage completed.
-			writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+			httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 			return
 		}
-		copyResponse(w, resp)
+		httpx.CopyResponse(w, resp)
 		return
 	}
 	// Still in UIA: our 2FA stage first, then what the homeserver says it has.
@@ -370,5 +372,5 @@ func (g *Gateway) forwardStage(w http.ResponseWriter, r *http.Request, q *guarde
 	}
 	ch.Completed = completed
 	ch.ErrCode, ch.Error = hsUIA.ErrCode, hsUIA.Error
-	writeJSON(w, http.StatusUnauthorized, ch)
+	httpx.WriteJSON(w, http.StatusUnauthorized, ch)
 }

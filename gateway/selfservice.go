@@ -22,6 +22,8 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/httperr"
+	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 )
 
@@ -157,7 +159,7 @@ func (g *Gateway) loadSelfSession(r *http.Request) (*selfSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.Path != selfSessionPath || s.Method != selfSessionMethod || !g.now().Before(s.ExpiresAt) {
+	if s.Kind != storage.KindWeb || !g.now().Before(s.ExpiresAt) {
 		return nil, nil
 	}
 	var d selfSessionData
@@ -173,7 +175,7 @@ func (g *Gateway) newSelfSession(ctx context.Context, w http.ResponseWriter, r *
 	now := g.now()
 	d := selfSessionData{Stage: stage}
 	raw, _ := json.Marshal(d)
-	s := storage.UIASession{ID: selfStoreID(cookie), UserID: userID, Method: selfSessionMethod, Path: selfSessionPath,
+	s := storage.UIASession{ID: selfStoreID(cookie), Kind: storage.KindWeb, UserID: userID, Method: selfSessionMethod, Path: selfSessionPath,
 		Data: raw, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := g.store.CreateSession(ctx, s); err != nil {
 		return nil, err
@@ -229,7 +231,7 @@ func (g *Gateway) renderStatus(w http.ResponseWriter, r *http.Request, status in
 }
 
 func (g *Gateway) selfInternal(w http.ResponseWriter, r *http.Request, s *selfSession, err error) {
-	logger(r).WithError(err).Error("self-service page: internal error")
+	httpx.Logger(r).WithError(err).Error("self-service page: internal error")
 	v := selfView{View: "failure", Back: true}
 	g.renderSelf(w, r, http.StatusInternalServerError, s, v, "Something went wrong on our side. Please try again later.")
 }
@@ -267,11 +269,11 @@ const (
 
 // handleSelfPost runs one of the page's forms, chosen by its action field.
 func (g *Gateway) handleSelfPost(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	r.Body = http.MaxBytesReader(w, r.Body, httpx.MaxBody)
 	if err := r.ParseForm(); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeError(w, r, flows.ErrTooLarge)
+			httpx.WriteError(w, r, httperr.ErrTooLarge)
 			return
 		}
 		g.renderSelf(w, r, http.StatusBadRequest, nil, selfView{View: "signin"}, "The form could not be read.")
@@ -312,7 +314,7 @@ func (g *Gateway) handleSelfPost(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	r = withLogger(r, logger(r).WithFields(logrus.Fields{"user_id": s.userID, "action": action}))
+	r = httpx.WithLogger(r, httpx.Logger(r).WithFields(logrus.Fields{"user_id": s.userID, "action": action}))
 	if action == "signout" {
 		g.selfSignOut(w, r, s)
 		return
@@ -370,26 +372,26 @@ func (g *Gateway) selfSignIn(w http.ResponseWriter, r *http.Request) {
 			}
 			g.renderLocked(w, r, nil, wait)
 		case errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500:
-			logger(r).WithField("errcode", re.ErrCode).Info("self-service sign-in refused")
+			httpx.Logger(r).WithField("errcode", re.ErrCode).Info("self-service sign-in refused")
 			g.renderSelf(w, r, http.StatusForbidden, nil, v, msgBadPassword)
 		default:
-			logger(r).WithError(err).Error("self-service sign-in: homeserver failed")
+			httpx.Logger(r).WithError(err).Error("self-service sign-in: homeserver failed")
 			g.renderSelf(w, r, http.StatusBadGateway, nil, v, "The homeserver could not be reached. Please try again later.")
 		}
 		return
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	if err := g.hs.Logout(cctx, login.AccessToken); err != nil {
-		logger(r).WithError(err).WithField("device_id", login.DeviceID).Error("self-service sign-in: could not log the check device out")
+		httpx.Logger(r).WithError(err).WithField("device_id", login.DeviceID).Error("self-service sign-in: could not log the check device out")
 	}
 	cancel()
 	userID := string(login.UserID)
 	if strings.HasPrefix(username, "@") && !canonical.SameUser(username, userID) {
-		logger(r).WithField("answered_user_id", userID).Error("self-service sign-in: homeserver answered for another user")
+		httpx.Logger(r).WithField("answered_user_id", userID).Error("self-service sign-in: homeserver answered for another user")
 		g.renderSelf(w, r, http.StatusForbidden, nil, v, msgBadPassword)
 		return
 	}
-	r = withLogger(r, logger(r).WithField("user_id", userID))
+	r = httpx.WithLogger(r, httpx.Logger(r).WithField("user_id", userID))
 	enabled, err := g.acc.Enabled(ctx, userID)
 	if err != nil {
 		g.selfInternal(w, r, nil, err)
@@ -404,7 +406,7 @@ func (g *Gateway) selfSignIn(w http.ResponseWriter, r *http.Request) {
 		g.selfInternal(w, r, nil, err)
 		return
 	}
-	logger(r).WithField("stage", stage).Info("self-service sign-in: password accepted")
+	httpx.Logger(r).WithField("stage", stage).Info("self-service sign-in: password accepted")
 	http.Redirect(w, r, SelfServicePath, http.StatusSeeOther)
 }
 
@@ -439,7 +441,7 @@ func (g *Gateway) selfSecondFactor(w http.ResponseWriter, r *http.Request, s *se
 		g.selfInternal(w, r, nil, err)
 		return
 	}
-	logger(r).Info("self-service sign-in: second factor accepted")
+	httpx.Logger(r).Info("self-service sign-in: second factor accepted")
 	http.Redirect(w, r, SelfServicePath, http.StatusSeeOther)
 }
 
@@ -447,13 +449,13 @@ func (g *Gateway) selfSecondFactor(w http.ResponseWriter, r *http.Request, s *se
 // wrong code, 400 for a missing one or 2FA being off, 500 otherwise.
 func (g *Gateway) codeFailure(w http.ResponseWriter, r *http.Request, s *selfSession, err error, show func(status int, msg string)) {
 	if le, ok := account.IsLocked(err); ok {
-		logger(r).Info("self-service: locked out")
+		httpx.Logger(r).Info("self-service: locked out")
 		g.renderLocked(w, r, s, le.RetryAfter)
 		return
 	}
 	switch {
 	case errors.Is(err, account.ErrInvalidCode):
-		logger(r).WithError(err).Info("self-service: code refused")
+		httpx.Logger(r).WithError(err).Info("self-service: code refused")
 		show(http.StatusForbidden, msgBadCode)
 	case errors.Is(err, account.ErrMissingCode):
 		show(http.StatusBadRequest, msgNoCode)
@@ -490,7 +492,7 @@ func humanWait(secs int64) string {
 func (g *Gateway) selfSignOut(w http.ResponseWriter, r *http.Request, s *selfSession) {
 	g.store.TakeSession(r.Context(), s.storeID)
 	setSelfCookie(w, r, selfSessionCookie, "", -1)
-	logger(r).Info("self-service: signed out")
+	httpx.Logger(r).Info("self-service: signed out")
 	http.Redirect(w, r, SelfServicePath, http.StatusSeeOther)
 }
 
@@ -529,9 +531,9 @@ func (g *Gateway) selfEnrol(w http.ResponseWriter, r *http.Request, s *selfSessi
 		err = g.saveSelfSession(ctx, s)
 	}
 	if err != nil {
-		logger(r).WithError(err).Warn("self-service: could not keep the enrolment in the web session")
+		httpx.Logger(r).WithError(err).Warn("self-service: could not keep the enrolment in the web session")
 	}
-	logger(r).Info("self-service: enrolment started")
+	httpx.Logger(r).Info("self-service: enrolment started")
 	g.renderSelf(w, r, http.StatusOK, s, selfView{View: "enrol", Enrol: enrolViewOf(se, en.QRPNG, enabled)}, "")
 }
 
@@ -612,9 +614,9 @@ func (g *Gateway) selfConfirm(w http.ResponseWriter, r *http.Request, s *selfSes
 	}
 	s.data.Enrol = nil
 	if err := g.saveSelfSession(ctx, s); err != nil {
-		logger(r).WithError(err).Warn("self-service: could not clear the enrolment from the web session")
+		httpx.Logger(r).WithError(err).Warn("self-service: could not clear the enrolment from the web session")
 	}
-	logger(r).Info("self-service: two-factor authentication enabled")
+	httpx.Logger(r).Info("self-service: two-factor authentication enabled")
 	g.renderCodes(w, r, s, codes, "Two-factor authentication is now on.")
 }
 
@@ -655,7 +657,7 @@ func (g *Gateway) selfRegenerate(w http.ResponseWriter, r *http.Request, s *self
 		g.codeFailure(w, r, s, err, show)
 		return
 	}
-	logger(r).Info("self-service: recovery codes regenerated")
+	httpx.Logger(r).Info("self-service: recovery codes regenerated")
 	g.renderCodes(w, r, s, codes, "New recovery codes were made; the old ones no longer work.")
 }
 
@@ -682,7 +684,7 @@ func (g *Gateway) selfDisable(w http.ResponseWriter, r *http.Request, s *selfSes
 		return
 	}
 	if !ok {
-		logger(r).Info("self-service: disable refused, wrong password")
+		httpx.Logger(r).Info("self-service: disable refused, wrong password")
 		show(http.StatusForbidden, msgBadPwOrCode)
 		return
 	}
@@ -701,6 +703,6 @@ func (g *Gateway) selfDisable(w http.ResponseWriter, r *http.Request, s *selfSes
 	}
 	s.data.Enrol = nil
 	g.saveSelfSession(ctx, s)
-	logger(r).Info("self-service: two-factor authentication disabled")
+	httpx.Logger(r).Info("self-service: two-factor authentication disabled")
 	g.renderStatus(w, r, http.StatusOK, s, "Two-factor authentication is now off.", "")
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/httperr"
+	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
@@ -94,18 +96,18 @@ func (g *Gateway) handleSignIn(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	form, ok := postedForm(w, r)
+	form, ok := httpx.PostedForm(w, r)
 	if !ok {
 		return
 	}
 	raw := r.URL.Query().Get("redirectUrl")
 	if raw == "" {
-		writeMatrixError(w, flows.MMissingParam.WithMessage("Missing redirectUrl"))
+		httpx.WriteMatrixError(w, httperr.MMissingParam.WithMessage("Missing redirectUrl"))
 		return
 	}
 	target, err := parseRedirect(raw)
 	if err != nil {
-		writeMatrixError(w, mautrix.MInvalidParam.WithMessage("redirectUrl must be an absolute http or https URL"))
+		httpx.WriteMatrixError(w, mautrix.MInvalidParam.WithMessage("redirectUrl must be an absolute http or https URL"))
 		return
 	}
 	// The form posts to this page, which redirects to the client: the CSP's
@@ -209,18 +211,18 @@ func (g *Gateway) signInCredentials(w http.ResponseWriter, r *http.Request, form
 		renderPage(w, http.StatusTooManyRequests, "signin.html", page)
 		return
 	case errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500:
-		logger(r).WithField("errcode", re.ErrCode).Info("sign-in page: homeserver refused the password login")
+		httpx.Logger(r).WithField("errcode", re.ErrCode).Info("sign-in page: homeserver refused the password login")
 		page.Error = genericSignInError
 		renderPage(w, http.StatusForbidden, "signin.html", page)
 		return
 	case err != nil:
-		logger(r).WithError(err).Error("sign-in page: password login")
+		httpx.Logger(r).WithError(err).Error("sign-in page: password login")
 		page.Error = "Something went wrong. Please try again later."
 		renderPage(w, http.StatusBadGateway, "signin.html", page)
 		return
 	}
 	userID := string(login.UserID)
-	l := logger(r).WithField("user_id", userID)
+	l := httpx.Logger(r).WithField("user_id", userID)
 	body, err := json.Marshal(login)
 	if err != nil {
 		g.signInFailed(w, r, page, login.AccessToken, err)
@@ -241,7 +243,7 @@ func (g *Gateway) signInCredentials(w http.ResponseWriter, r *http.Request, form
 		g.signInFailed(w, r, page, login.AccessToken, err)
 		return
 	}
-	req := uia.Request{Method: pageLoginMethod, Path: heldLoginPath, UserID: userID}
+	req := uia.Request{Kind: storage.KindSignIn, Method: pageLoginMethod, Path: heldLoginPath, UserID: userID}
 	s, err := g.engine.Start(ctx, req, [][]string{{flows.StageTOTP}, {flows.StageRecovery}}, "", sealed, g.cfg.LoginTTL)
 	if err != nil {
 		g.signInFailed(w, r, page, login.AccessToken, err)
@@ -261,10 +263,10 @@ func (g *Gateway) signInCredentials(w http.ResponseWriter, r *http.Request, form
 // signInFailed logs an internal failure after a successful password login,
 // logs that login out again and shows an error.
 func (g *Gateway) signInFailed(w http.ResponseWriter, r *http.Request, page PageData, accessToken string, err error) {
-	logger(r).WithError(err).Error("sign-in page")
+	httpx.Logger(r).WithError(err).Error("sign-in page")
 	if accessToken != "" {
 		if lerr := g.hs.Logout(context.WithoutCancel(r.Context()), accessToken); lerr != nil {
-			logger(r).WithError(lerr).Error("sign-in page: logging out an unused login")
+			httpx.Logger(r).WithError(lerr).Error("sign-in page: logging out an unused login")
 		}
 	}
 	page.Error = "Something went wrong. Please try again later."
@@ -275,13 +277,10 @@ func (g *Gateway) signInFailed(w http.ResponseWriter, r *http.Request, page Page
 func (g *Gateway) signInCode(w http.ResponseWriter, r *http.Request, form url.Values, cookie string, target *url.URL, page PageData) {
 	d := page.Data.(*signinData)
 	sid := form.Get("session")
-	s, err := g.engine.LoadAny(r.Context(), sid)
-	if err == nil && (s.Method != pageLoginMethod || s.Path != heldLoginPath) {
-		err = uia.ErrUnknownSession
-	}
+	s, err := g.engine.LoadKind(r.Context(), sid, storage.KindSignIn)
 	if err != nil || !checkCSRF("signin-code\x00"+d.RedirectURL+"\x00"+sid, cookie, form.Get("csrf"), g.now()) {
 		if err != nil && !errors.Is(err, uia.ErrUnknownSession) {
-			logger(r).WithError(err).Error("sign-in page: loading the pending login")
+			httpx.Logger(r).WithError(err).Error("sign-in page: loading the pending login")
 		}
 		page.Error = "Your sign-in has expired. Please sign in again."
 		renderPage(w, http.StatusForbidden, "signin.html", page)
@@ -297,13 +296,13 @@ func (g *Gateway) signInCode(w http.ResponseWriter, r *http.Request, form url.Va
 // login, a right one issues the login token.
 func (g *Gateway) checkSignInCode(w http.ResponseWriter, r *http.Request, s *uia.Session, code string, target *url.URL, page PageData) {
 	ctx := r.Context()
-	l := logger(r).WithField("user_id", s.UserID)
+	l := httpx.Logger(r).WithField("user_id", s.UserID)
 	err := flows.VerifyEither(ctx, g.acc, s.UserID, code)
 	if le, locked := account.IsLocked(err); locked {
 		g.dropPending(r, s)
 		l.Warn("sign-in page: locked out")
 		page.Data.(*signinData).Session = ""
-		page.Error = "Too many failed attempts. Try again in " + formatWait(le.RetryAfter) + "."
+		page.Error = "Too many failed attempts. Try again in " + httperr.FormatWait(le.RetryAfter) + "."
 		w.Header().Set("Retry-After", strconv.FormatInt(int64((le.RetryAfter+time.Second-1)/time.Second), 10))
 		renderPage(w, http.StatusTooManyRequests, "signin.html", page)
 		return
@@ -347,7 +346,7 @@ func (g *Gateway) dropPending(r *http.Request, s *uia.Session) {
 		return
 	}
 	if err := g.discardHeld(context.WithoutCancel(r.Context()), taken.UIASession); err != nil {
-		logger(r).WithError(err).WithField("user_id", s.UserID).Error("sign-in page: logging out a dropped login")
+		httpx.Logger(r).WithError(err).WithField("user_id", s.UserID).Error("sign-in page: logging out a dropped login")
 	}
 }
 
@@ -361,7 +360,7 @@ func (g *Gateway) issueLoginToken(w http.ResponseWriter, r *http.Request, userID
 		sealed, err = g.sealHeld(r, userID, body)
 	}
 	if err == nil {
-		req := uia.Request{Method: http.MethodPost, Path: heldTokenPath, UserID: userID}
+		req := uia.Request{Kind: storage.KindLoginToken, Method: http.MethodPost, Path: heldTokenPath, UserID: userID}
 		_, err = g.engine.Start(ctx, req, [][]string{{flows.StageToken}}, loginTokenSessionID(token), sealed, g.cfg.TokenTTL)
 	}
 	if err != nil {
@@ -411,20 +410,20 @@ func (g *Gateway) redeemLoginToken(w http.ResponseWriter, r *http.Request, token
 		return false
 	}
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return true
 	}
-	l := logger(r).WithField("user_id", taken.UserID)
-	if taken.Path != heldTokenPath || !g.now().Before(taken.ExpiresAt) {
+	l := httpx.Logger(r).WithField("user_id", taken.UserID)
+	if taken.Kind != storage.KindLoginToken || !g.now().Before(taken.ExpiresAt) {
 		if err := g.discardHeld(context.WithoutCancel(ctx), taken); err != nil {
 			l.WithError(err).Error("logging out an expired login token's login")
 		}
-		writeMatrixError(w, mautrix.MForbidden.WithMessage("Invalid login token"))
+		httpx.WriteMatrixError(w, mautrix.MForbidden.WithMessage("Invalid login token"))
 		return true
 	}
 	held, err := g.openHeld(taken.UserID, taken.Data)
 	if err != nil {
-		writeError(w, r, errors.Join(errors.New("opening a held login"), err))
+		httpx.WriteError(w, r, errors.Join(errors.New("opening a held login"), err))
 		return true
 	}
 	if login.DisplayName != nil && *login.DisplayName != "" {
@@ -440,7 +439,7 @@ func (g *Gateway) redeemLoginToken(w http.ResponseWriter, r *http.Request, token
 		}
 	}
 	l.Info("login token redeemed")
-	writeRawJSON(w, http.StatusOK, held)
+	httpx.WriteRawJSON(w, http.StatusOK, held)
 	return true
 }
 

@@ -12,6 +12,8 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/httperr"
+	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
 
@@ -22,22 +24,22 @@ type authedHandler func(w http.ResponseWriter, r *http.Request, who homeserver.W
 // own error (M_MISSING_TOKEN / M_UNKNOWN_TOKEN).
 func (g *Gateway) authed(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, err := requestToken(r)
+		tok, err := httpx.RequestToken(r)
 		if err != nil {
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return
 		}
 		if tok == "" {
-			writeMatrixError(w, mautrix.MMissingToken.WithMessage("Missing access token"))
+			httpx.WriteMatrixError(w, mautrix.MMissingToken.WithMessage("Missing access token"))
 			return
 		}
 		who, err := g.hs.WhoAmI(r.Context(), tok)
 		if err != nil {
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return
 		}
 		g.learnServerName(string(who.UserID))
-		r = withLogger(r, logger(r).WithField("user_id", who.UserID))
+		r = httpx.WithLogger(r, httpx.Logger(r).WithField("user_id", who.UserID))
 		h(w, r, who)
 	}
 }
@@ -57,7 +59,7 @@ type statusResponse struct {
 func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
 	st, err := g.acc.Status(r.Context(), string(who.UserID))
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	var out statusResponse
@@ -70,22 +72,22 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request, who homes
 		ms := st.GeneratedAt.UnixMilli()
 		out.Recovery.GeneratedAt = &ms
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
 // uiaRound reads the body, runs one UIA round for the user's request with
 // flows and answers the challenge or the error itself; it returns true when
 // the operation is authorised (exactly once).
 func (g *Gateway) uiaRound(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI, fl [][]string) bool {
-	_, body, err := readObject(w, r)
+	_, body, err := httpx.ReadObject(w, r)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return false
 	}
 	var a *uia.Auth
 	if raw, ok := body["auth"]; ok && string(raw) != "null" {
 		if a, err = uia.ParseAuth(raw); err != nil {
-			writeError(w, r, err)
+			httpx.WriteError(w, r, err)
 			return false
 		}
 	}
@@ -96,7 +98,7 @@ func (g *Gateway) uiaRound(w http.ResponseWriter, r *http.Request, who homeserve
 		return false
 	}
 	if !step.Done {
-		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(step.Session, nil))
+		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(step.Session, nil))
 		return false
 	}
 	return true
@@ -107,12 +109,12 @@ func (g *Gateway) uiaRound(w http.ResponseWriter, r *http.Request, who homeserve
 // else gets its plain Matrix error.
 func (g *Gateway) writeUIAError(w http.ResponseWriter, r *http.Request, s *uia.Session, err error) {
 	if s != nil && flows.IsStageFailure(err) {
-		logger(r).WithError(err).Info("UIA stage failed")
-		re := flows.MatrixError(err)
-		writeJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, &re))
+		httpx.Logger(r).WithError(err).Info("UIA stage failed")
+		re := httperr.Matrix(err)
+		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, &re))
 		return
 	}
-	writeError(w, r, err)
+	httpx.WriteError(w, r, err)
 }
 
 type enrolResponse struct {
@@ -127,7 +129,7 @@ type enrolResponse struct {
 func (g *Gateway) handleEnrol(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
 	enabled, err := g.acc.Enabled(r.Context(), string(who.UserID))
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	if !g.uiaRound(w, r, who, flows.ForEndpoint(flows.EnrolTOTP, enabled)) {
@@ -135,10 +137,10 @@ func (g *Gateway) handleEnrol(w http.ResponseWriter, r *http.Request, who homese
 	}
 	en, err := g.acc.Enrol(r.Context(), string(who.UserID))
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, enrolResponse{
+	httpx.WriteJSON(w, http.StatusOK, enrolResponse{
 		Secret: en.Secret, URI: en.URI, QRSVG: en.QRSVG, QRPNG: base64.StdEncoding.EncodeToString(en.QRPNG),
 		Params: en.Params, ExpiresInMS: en.ExpiresAt.Sub(g.now()).Milliseconds(),
 	})
@@ -149,29 +151,29 @@ type codesResponse struct {
 }
 
 func (g *Gateway) handleConfirm(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
-	_, body, err := readObject(w, r)
+	_, body, err := httpx.ReadObject(w, r)
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
-	code, ok, err := stringField(body, "code")
+	code, ok, err := httpx.StringField(body, "code")
 	if err == nil && !ok {
-		code, _, err = stringField(body, "token")
+		code, _, err = httpx.StringField(body, "token")
 	}
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
 	codes, err := g.acc.Confirm(r.Context(), string(who.UserID), code)
 	if err != nil {
 		if errors.Is(err, account.ErrInvalidCode) {
-			logger(r).WithError(err).Info("enrolment confirmation failed")
+			httpx.Logger(r).WithError(err).Info("enrolment confirmation failed")
 		}
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
-	logger(r).Info("two-factor authentication enabled")
-	writeJSON(w, http.StatusOK, codesResponse{RecoveryCodes: codes})
+	httpx.Logger(r).Info("two-factor authentication enabled")
+	httpx.WriteJSON(w, http.StatusOK, codesResponse{RecoveryCodes: codes})
 }
 
 // requireEnabled answers 400 M_INVALID_PARAM before any UIA when 2FA is off.
@@ -181,7 +183,7 @@ func (g *Gateway) requireEnabled(w http.ResponseWriter, r *http.Request, who hom
 		err = account.ErrNotEnabled
 	}
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return false
 	}
 	return true
@@ -192,11 +194,11 @@ func (g *Gateway) handleDisable(w http.ResponseWriter, r *http.Request, who home
 		return
 	}
 	if err := g.acc.Disable(r.Context(), string(who.UserID)); err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
-	logger(r).Info("two-factor authentication disabled")
-	writeJSON(w, http.StatusOK, json.RawMessage(`{}`))
+	httpx.Logger(r).Info("two-factor authentication disabled")
+	httpx.WriteJSON(w, http.StatusOK, json.RawMessage(`{}`))
 }
 
 func (g *Gateway) handleRegenerate(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
@@ -205,9 +207,9 @@ func (g *Gateway) handleRegenerate(w http.ResponseWriter, r *http.Request, who h
 	}
 	codes, err := g.acc.Regenerate(r.Context(), string(who.UserID))
 	if err != nil {
-		writeError(w, r, err)
+		httpx.WriteError(w, r, err)
 		return
 	}
-	logger(r).WithFields(logrus.Fields{"count": len(codes)}).Info("recovery codes regenerated")
-	writeJSON(w, http.StatusOK, codesResponse{RecoveryCodes: codes})
+	httpx.Logger(r).WithFields(logrus.Fields{"count": len(codes)}).Info("recovery codes regenerated")
+	httpx.WriteJSON(w, http.StatusOK, codesResponse{RecoveryCodes: codes})
 }

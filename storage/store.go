@@ -183,11 +183,30 @@ type Store interface {
 // ErrConflict is returned when a record to be created already exists.
 var ErrConflict = errors.New("storage: already exists")
 
-// UIASession is one user-interactive authentication session, bound to one
-// request (method, path, user). Data is opaque to the store (the gateway keeps
-// an encrypted held login response there, for example).
+// SessionKind says what a session is; each caller loads only the kinds it may
+// touch.
+type SessionKind string
+
+// Session kinds.
+const (
+	// KindUIA: a user-interactive authentication session bound to one request.
+	KindUIA SessionKind = "uia"
+	// KindHeldLogin: a /login whose homeserver answer waits for the second factor.
+	KindHeldLogin SessionKind = "held_login"
+	// KindSignIn: a sign-in page login waiting for its code.
+	KindSignIn SessionKind = "signin"
+	// KindLoginToken: a sign-in page login waiting to be redeemed with a login token.
+	KindLoginToken SessionKind = "login_token"
+	// KindWeb: a self-service page session.
+	KindWeb SessionKind = "web"
+)
+
+// UIASession is one session: a UIA session bound to one request (method,
+// path, user), or another kind (Kind). Data is opaque to the store (the
+// gateway keeps an encrypted held login response there, for example).
 type UIASession struct {
 	ID        string
+	Kind      SessionKind
 	UserID    string
 	Method    string
 	Path      string
@@ -199,10 +218,19 @@ type UIASession struct {
 	ExpiresAt time.Time
 }
 
+// KindOr returns s.Kind, or KindUIA when it is empty.
+func (s UIASession) KindOr() SessionKind {
+	if s.Kind == "" {
+		return KindUIA
+	}
+	return s.Kind
+}
+
 // SessionStore holds UIA sessions. It is part of Store; it is declared on its
 // own so the uia package can depend on just this.
 type SessionStore interface {
-	// CreateSession stores a new session; ErrConflict if the ID exists.
+	// CreateSession stores a new session (Kind "" is KindUIA); ErrConflict
+	// if the ID exists.
 	CreateSession(ctx context.Context, s UIASession) error
 	// Session returns a session (expired ones too), or ErrNotFound.
 	Session(ctx context.Context, id string) (UIASession, error)
@@ -214,9 +242,9 @@ type SessionStore interface {
 	// TakeSession deletes the session and returns it, atomically, so only one
 	// caller ever gets it; ErrNotFound if it is already gone.
 	TakeSession(ctx context.Context, id string) (UIASession, error)
-	// UserSessions returns userID's sessions on path that are live at now,
-	// oldest first.
-	UserSessions(ctx context.Context, userID, path string, now time.Time) ([]UIASession, error)
+	// UserSessions returns userID's sessions of kind that are live at now,
+	// oldest first (then in creation order).
+	UserSessions(ctx context.Context, userID string, kind SessionKind, now time.Time) ([]UIASession, error)
 	// ExpiredSessions returns up to limit sessions that expired before now.
 	ExpiredSessions(ctx context.Context, now time.Time, limit int) ([]UIASession, error)
 }

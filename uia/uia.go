@@ -32,8 +32,10 @@ var (
 	ErrBadAuth = errors.New("uia: malformed auth dict")
 )
 
-// Request is what a session is bound to.
+// Request is what a session is bound to: its kind (KindUIA when empty), and
+// for a UIA session the request (method, path) and user.
 type Request struct {
+	Kind   storage.SessionKind
 	Method string
 	Path   string
 	UserID string
@@ -189,7 +191,11 @@ func (e *Engine) Start(ctx context.Context, req Request, flows [][]string, id st
 		return nil, err
 	}
 	now := e.now()
-	s := storage.UIASession{ID: id, UserID: req.UserID, Method: req.Method, Path: req.Path, Flows: flows, Params: pj,
+	kind := req.Kind
+	if kind == "" {
+		kind = storage.KindUIA
+	}
+	s := storage.UIASession{ID: id, Kind: kind, UserID: req.UserID, Method: req.Method, Path: req.Path, Flows: flows, Params: pj,
 		Completed: []string{}, Data: data, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := e.store.CreateSession(ctx, s); err != nil {
 		return nil, err
@@ -197,9 +203,10 @@ func (e *Engine) Start(ctx context.Context, req Request, flows [][]string, id st
 	return &Session{s}, nil
 }
 
-// LoadAny returns session id whatever request it is bound to (for the
-// fallback pages). Error: ErrUnknownSession when missing or expired.
-func (e *Engine) LoadAny(ctx context.Context, id string) (*Session, error) {
+// LoadKind returns session id if it is of one of kinds (any other kind is
+// as good as missing to the caller). Error: ErrUnknownSession when missing,
+// expired or of another kind.
+func (e *Engine) LoadKind(ctx context.Context, id string, kinds ...storage.SessionKind) (*Session, error) {
 	if id == "" {
 		return nil, ErrUnknownSession
 	}
@@ -210,16 +217,21 @@ func (e *Engine) LoadAny(ctx context.Context, id string) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !e.now().Before(s.ExpiresAt) {
+	if !e.now().Before(s.ExpiresAt) || !slices.Contains(kinds, s.KindOr()) {
 		return nil, ErrUnknownSession
 	}
 	return &Session{s}, nil
 }
 
-// Load returns session id for req. Errors: ErrUnknownSession (missing or
-// expired), ErrSessionMismatch (bound to another method, path or user).
+// Load returns session id for req. Errors: ErrUnknownSession (missing,
+// expired or of another kind), ErrSessionMismatch (bound to another method,
+// path or user).
 func (e *Engine) Load(ctx context.Context, id string, req Request) (*Session, error) {
-	s, err := e.LoadAny(ctx, id)
+	kind := req.Kind
+	if kind == "" {
+		kind = storage.KindUIA
+	}
+	s, err := e.LoadKind(ctx, id, kind)
 	if err != nil {
 		return nil, err
 	}

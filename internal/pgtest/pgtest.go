@@ -70,4 +70,3 @@ func FreshDatabase(tb testing.TB) string {
 	u.Path = "/" + name
 	return u.String()
 }
-

@@ -36,21 +36,21 @@ func (d *DB) CreateSession(ctx context.Context, s storage.UIASession) error {
 	if params == "" {
 		params = "{}"
 	}
-	_, err = d.pool.Exec(ctx, `INSERT INTO uia_sessions (id, user_id, method, path, flows, params, completed, data, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		s.ID, s.UserID, s.Method, s.Path, flows, params, completed, s.Data, ts(s.CreatedAt), ts(s.ExpiresAt))
+	_, err = d.pool.Exec(ctx, `INSERT INTO uia_sessions (id, kind, user_id, method, path, flows, params, completed, data, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		s.ID, string(s.KindOr()), s.UserID, s.Method, s.Path, flows, params, completed, s.Data, ts(s.CreatedAt), ts(s.ExpiresAt))
 	if isUniqueViolation(err) {
 		return storage.ErrConflict
 	}
 	return err
 }
 
-const sessionColumns = `id, user_id, method, path, flows, params, completed, data, created_at, expires_at`
+const sessionColumns = `id, kind, user_id, method, path, flows, params, completed, data, created_at, expires_at`
 
 func scanSession(row pgx.Row) (storage.UIASession, error) {
 	var s storage.UIASession
 	var flows, params, completed string
-	if err := row.Scan(&s.ID, &s.UserID, &s.Method, &s.Path, &flows, &params, &completed, &s.Data, &s.CreatedAt, &s.ExpiresAt); err != nil {
+	if err := row.Scan(&s.ID, &s.Kind, &s.UserID, &s.Method, &s.Path, &flows, &params, &completed, &s.Data, &s.CreatedAt, &s.ExpiresAt); err != nil {
 		return storage.UIASession{}, notFound(err)
 	}
 	if err := json.Unmarshal([]byte(flows), &s.Flows); err != nil {
@@ -108,9 +108,9 @@ func (d *DB) TakeSession(ctx context.Context, id string) (storage.UIASession, er
 }
 
 // UserSessions implements storage.SessionStore.
-func (d *DB) UserSessions(ctx context.Context, userID, path string, now time.Time) ([]storage.UIASession, error) {
-	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE user_id = $1 AND path = $2 AND expires_at > $3
-		ORDER BY created_at, seq`, userID, path, ts(now))
+func (d *DB) UserSessions(ctx context.Context, userID string, kind storage.SessionKind, now time.Time) ([]storage.UIASession, error) {
+	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE user_id = $1 AND kind = $2 AND expires_at > $3
+		ORDER BY created_at, seq`, userID, string(kind), ts(now))
 }
 
 // ExpiredSessions implements storage.SessionStore.

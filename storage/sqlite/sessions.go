@@ -35,22 +35,22 @@ func (d *DB) CreateSession(ctx context.Context, s storage.UIASession) error {
 	if params == "" {
 		params = "{}"
 	}
-	_, err = d.db.ExecContext(ctx, `INSERT INTO uia_sessions (id, user_id, method, path, flows, params, completed, data, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.ID, s.UserID, s.Method, s.Path, flows, params, completed, s.Data, ms(s.CreatedAt), ms(s.ExpiresAt))
+	_, err = d.db.ExecContext(ctx, `INSERT INTO uia_sessions (id, kind, user_id, method, path, flows, params, completed, data, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.ID, string(s.KindOr()), s.UserID, s.Method, s.Path, flows, params, completed, s.Data, ms(s.CreatedAt), ms(s.ExpiresAt))
 	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
 		return storage.ErrConflict
 	}
 	return err
 }
 
-const sessionColumns = `id, user_id, method, path, flows, params, completed, data, created_at, expires_at`
+const sessionColumns = `id, kind, user_id, method, path, flows, params, completed, data, created_at, expires_at`
 
 func scanSession(row interface{ Scan(...any) error }) (storage.UIASession, error) {
 	var s storage.UIASession
 	var flows, params, completed string
 	var created, expires int64
-	if err := row.Scan(&s.ID, &s.UserID, &s.Method, &s.Path, &flows, &params, &completed, &s.Data, &created, &expires); err != nil {
+	if err := row.Scan(&s.ID, &s.Kind, &s.UserID, &s.Method, &s.Path, &flows, &params, &completed, &s.Data, &created, &expires); err != nil {
 		return storage.UIASession{}, notFound(err)
 	}
 	if err := json.Unmarshal([]byte(flows), &s.Flows); err != nil {
@@ -108,9 +108,9 @@ func (d *DB) TakeSession(ctx context.Context, id string) (storage.UIASession, er
 }
 
 // UserSessions implements storage.SessionStore.
-func (d *DB) UserSessions(ctx context.Context, userID, path string, now time.Time) ([]storage.UIASession, error) {
-	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE user_id = ? AND path = ? AND expires_at > ?
-		ORDER BY created_at, rowid`, userID, path, ms(now))
+func (d *DB) UserSessions(ctx context.Context, userID string, kind storage.SessionKind, now time.Time) ([]storage.UIASession, error) {
+	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE user_id = ? AND kind = ? AND expires_at > ?
+		ORDER BY created_at, rowid`, userID, string(kind), ms(now))
 }
 
 // ExpiredSessions implements storage.SessionStore.

@@ -689,22 +689,24 @@ func testHasTOTPFold(t *testing.T, f Factory) {
 func testUserSessions(t *testing.T, f Factory) {
 	s, _ := f(t)
 	ctx := context.Background()
-	mk := func(id, user, path string, created time.Time, ttl time.Duration) {
+	mk := func(id, user string, kind storage.SessionKind, created time.Time, ttl time.Duration) {
 		t.Helper()
-		err := s.CreateSession(ctx, storage.UIASession{ID: id, UserID: user, Method: "POST", Path: path,
+		err := s.CreateSession(ctx, storage.UIASession{ID: id, Kind: kind, UserID: user, Method: "POST", Path: "/p",
 			Flows: [][]string{{"x"}}, Params: []byte("{}"), Completed: []string{}, CreatedAt: created, ExpiresAt: created.Add(ttl)})
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	mk("b", alice, "/login", t0.Add(2*time.Second), time.Minute)
-	mk("a", alice, "/login", t0.Add(1*time.Second), time.Minute)
-	mk("z", alice, "/login", t0.Add(3*time.Second), time.Minute)
-	mk("c", alice, "/login", t0.Add(3*time.Second), time.Minute) // same instant: creation order
-	mk("expired", alice, "/login", t0.Add(-time.Hour), time.Minute)
-	mk("other-path", alice, "/delete_devices", t0, time.Minute)
-	mk("other-user", "@bob:example.org", "/login", t0, time.Minute)
-	got, err := s.UserSessions(ctx, alice, "/login", t0.Add(10*time.Second))
+	held := storage.KindHeldLogin
+	mk("b", alice, held, t0.Add(2*time.Second), time.Minute)
+	mk("a", alice, held, t0.Add(1*time.Second), time.Minute)
+	mk("z", alice, held, t0.Add(3*time.Second), time.Minute)
+	mk("c", alice, held, t0.Add(3*time.Second), time.Minute) // same instant: creation order
+	mk("expired", alice, held, t0.Add(-time.Hour), time.Minute)
+	mk("other-kind", alice, storage.KindSignIn, t0, time.Minute)
+	mk("no-kind", alice, "", t0, time.Minute)
+	mk("other-user", "@bob:example.org", held, t0, time.Minute)
+	got, err := s.UserSessions(ctx, alice, held, t0.Add(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -715,7 +717,16 @@ func testUserSessions(t *testing.T, f Factory) {
 	if fmt.Sprint(ids) != "[a b z c]" {
 		t.Errorf("UserSessions = %v; want [a b z c] (live, this user and path, oldest first, then in creation order)", ids)
 	}
-	if got, err := s.UserSessions(ctx, "@nobody:example.org", "/login", t0); err != nil || len(got) != 0 {
+	if got, err := s.UserSessions(ctx, "@nobody:example.org", held, t0); err != nil || len(got) != 0 {
 		t.Errorf("UserSessions of a user without sessions = %v, %v", got, err)
+	}
+	// Kind round-trips; an empty one is stored as KindUIA.
+	for id, want := range map[string]storage.SessionKind{"a": held, "other-kind": storage.KindSignIn, "no-kind": storage.KindUIA} {
+		if got, err := s.Session(ctx, id); err != nil || got.Kind != want {
+			t.Errorf("Session(%s).Kind = %q, %v; want %q", id, got.Kind, err, want)
+		}
+	}
+	if got, err := s.TakeSession(ctx, "other-kind"); err != nil || got.Kind != storage.KindSignIn {
+		t.Errorf("TakeSession keeps the kind: %q, %v", got.Kind, err)
 	}
 }

@@ -1,0 +1,179 @@
+package httperr
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/canonical"
+	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/uia"
+)
+
+// Request errors, raised by the HTTP layer.
+var (
+	ErrNotJSON  = errors.New("httperr: body is not JSON")
+	ErrBadJSON  = errors.New("httperr: body has the wrong shape")
+	ErrTooLarge = errors.New("httperr: body too large")
+	// ErrAmbiguousToken: the access token is given more than once (header
+	// and query, or twice in either).
+	ErrAmbiguousToken = errors.New("httperr: access token given more than once")
+	// ErrIdentityAssertion: an application service's user_id or device_id
+	// query parameter on an endpoint the gateway guards.
+	ErrIdentityAssertion = errors.New("httperr: identity assertion on a guarded endpoint")
+	// ErrHeldLoginHere: a held /login opened on a fallback page that may not
+	// complete it.
+	ErrHeldLoginHere = errors.New("httperr: held login on the fallback page")
+)
+
+// MMissingParam is the Matrix error mautrix does not predefine.
+var MMissingParam = mautrix.RespError{ErrCode: "M_MISSING_PARAM", StatusCode: http.StatusBadRequest}
+
+// row is one entry of the table: the API's Matrix error and the pages' text.
+// Texts say nothing that helps guessing: wrong and replayed codes read the same.
+type row struct {
+	err  error
+	resp mautrix.RespError
+	page string
+}
+
+var table = []row{
+	{account.ErrMissingCode, MMissingParam.WithMessage("No code was given"), "Enter a code."},
+	{account.ErrInvalidCode, mautrix.MForbidden.WithMessage("Invalid code"),
+		"Invalid code. That code is not valid: check your authenticator app (or recovery code) and try again."},
+	{account.ErrNoPending, mautrix.MInvalidParam.WithMessage("No pending two-factor enrolment, or it has expired; start again"),
+		"There is no enrolment waiting for confirmation, or it has expired. Please start again."},
+	{account.ErrNotEnabled, mautrix.MInvalidParam.WithMessage("Two-factor authentication is not enabled"),
+		"Two-factor authentication is not enabled."},
+	{flows.ErrMissingPassword, MMissingParam.WithMessage("No password was given"), "Enter your password."},
+	{flows.ErrWrongPassword, mautrix.MForbidden.WithMessage("Invalid password"), "Wrong password."},
+	{ErrHeldLoginHere, mautrix.MForbidden.WithMessage("A sign-in is confirmed in the app where the password was typed"),
+		"A sign-in is confirmed in the app where the password was typed, not on this page: enter your code there. " +
+			"If you did not just sign in yourself, someone else knows your password. Do not enter a code anywhere; change your password."},
+	{uia.ErrUnknownSession, mautrix.MInvalidParam.WithMessage("Unknown or expired UIA session"),
+		"This link has expired or has already been used. Go back to your app and start again: it will open a new one."},
+	{uia.ErrSessionMismatch, mautrix.MForbidden.WithMessage("Requested operation has changed during the UI authentication session"),
+		"This confirmation belongs to another operation. Start again in your app."},
+	{uia.ErrStageNotAllowed, mautrix.MForbidden.WithMessage("That authentication stage is not allowed now; complete the stages of one flow in order"),
+		"Complete the previous step in your app first, then try again."},
+	{uia.ErrUnknownStage, mautrix.MInvalidParam.WithMessage("Unknown auth type"), ""},
+	{uia.ErrBadAuth, mautrix.MBadJSON.WithMessage("The auth dict is malformed"), ""},
+	{canonical.ErrOtherUser, mautrix.MForbidden.WithMessage("The auth dict names another user: you can only authenticate as yourself"), ""},
+	{canonical.ErrNotAUserID, mautrix.MForbidden.WithMessage("Identify yourself with your Matrix user ID here"), ""},
+	{canonical.ErrAmbiguousUser, mautrix.MInvalidParam.WithMessage("The request names its user in more than one way (identifier and user/medium/address): give one identifier"), ""},
+	{canonical.ErrNoIdentifierType, MMissingParam.WithMessage("The identifier has no type"), ""},
+	{canonical.ErrUnknownIdentifier, mautrix.MUnknown.WithMessage("Unknown identifier type").WithStatus(http.StatusBadRequest), ""},
+	{canonical.ErrUnknownLoginType, mautrix.MUnknown.WithMessage("Unknown login type").WithStatus(http.StatusBadRequest), ""},
+	{canonical.ErrBadField, mautrix.MBadJSON.WithMessage("A field is missing or has the wrong type"), ""},
+	{ErrAmbiguousToken, mautrix.MMissingToken.WithMessage("Give the access token once: in the Authorization header or in access_token, not both"), ""},
+	{ErrIdentityAssertion, mautrix.MForbidden.WithMessage("Acting as another user (user_id, device_id) is not possible on this endpoint"), ""},
+	{ErrNotJSON, mautrix.MNotJSON.WithMessage("Content not JSON"), "The form could not be read. Please try again."},
+	{ErrBadJSON, mautrix.MBadJSON.WithMessage("The request body has the wrong shape"), "The form could not be read. Please try again."},
+	{ErrTooLarge, mautrix.MTooLarge.WithMessage("The request body is too large"), "The form is too large."},
+}
+
+// Matrix maps err to the Matrix error an API client sees. A lockout is 429
+// M_LIMIT_EXCEEDED with retry_after_ms and Retry-After; a Matrix error from
+// the homeserver passes unchanged; anything unknown is a bare 500 M_UNKNOWN
+// (the caller logs the detail).
+func Matrix(err error) mautrix.RespError {
+	if wait, ok := Wait(err); ok {
+		return mautrix.MLimitExceeded.WithMessage("Too many failed attempts; try again in %s", FormatWait(wait)).
+			WithExtraField("retry_after_ms", wait.Milliseconds()).WithExtraHeader("Retry-After", RetryAfter(wait))
+	}
+	for _, r := range table {
+		if errors.Is(err, r.err) {
+			return r.resp
+		}
+	}
+	var re mautrix.RespError
+	if errors.As(err, &re) && re.ErrCode != "" {
+		if re.StatusCode == 0 {
+			re.StatusCode = http.StatusBadRequest
+		}
+		return re
+	}
+	var rp *mautrix.RespError
+	if errors.As(err, &rp) && rp != nil && rp.ErrCode != "" {
+		return Matrix(*rp)
+	}
+	return mautrix.MUnknown.WithMessage("Internal server error").WithStatus(http.StatusInternalServerError)
+}
+
+// Page maps err to the status and sentence a page shows. A lockout or the
+// homeserver's rate limit says how long to wait; anything without a sentence
+// of its own is "Something went wrong" with the Matrix status (5xx for the
+// unknown).
+func Page(err error) (status int, text string) {
+	if wait, ok := Wait(err); ok {
+		return http.StatusTooManyRequests, "Too many failed attempts. Try again in " + FormatWait(wait) + "."
+	}
+	if wait, ok := HomeserverLimited(err); ok {
+		return http.StatusTooManyRequests, "Too many attempts. Please wait " + FormatWait(wait) + " and try again."
+	}
+	re := Matrix(err)
+	for _, r := range table {
+		if errors.Is(err, r.err) && r.page != "" {
+			return re.StatusCode, r.page
+		}
+	}
+	if re.StatusCode >= 500 {
+		return re.StatusCode, "Something went wrong. Please try again later."
+	}
+	return re.StatusCode, "That did not work. Please try again."
+}
+
+// Wait reports the wait of a 2FA lockout.
+func Wait(err error) (time.Duration, bool) {
+	if le, ok := account.IsLocked(err); ok {
+		return le.RetryAfter, true
+	}
+	return 0, false
+}
+
+// HomeserverLimited reports whether err is the homeserver's 429, and its
+// retry_after_ms (a second when it gave none).
+func HomeserverLimited(err error) (time.Duration, bool) {
+	var re mautrix.RespError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusTooManyRequests {
+		return 0, false
+	}
+	if ms, ok := re.ExtraData["retry_after_ms"].(float64); ok && ms > 0 {
+		return time.Duration(ms) * time.Millisecond, true
+	}
+	return time.Second, true
+}
+
+// RetryAfter is d in whole seconds, rounded up, at least 1 (the Retry-After
+// header's value).
+func RetryAfter(d time.Duration) string {
+	secs := int64((d + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return strconv.FormatInt(secs, 10)
+}
+
+// FormatWait says d in minutes and seconds, rounded up to a second.
+func FormatWait(d time.Duration) string {
+	secs, _ := strconv.ParseInt(RetryAfter(d), 10, 64)
+	m, s := secs/60, secs%60
+	plural := func(n int64, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return strconv.FormatInt(n, 10) + " " + unit + "s"
+	}
+	switch {
+	case m == 0:
+		return plural(s, "second")
+	case s == 0:
+		return plural(m, "minute")
+	default:
+		return plural(m, "minute") + " " + plural(s, "second")
+	}
+}
