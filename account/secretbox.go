@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -25,6 +26,7 @@ const KeySize = 32
 const (
 	hkdfInfoAEAD  = "matrix-2fa secret encryption v1"
 	hkdfInfoKeyID = "matrix-2fa key id v1"
+	hkdfInfoMAC   = "matrix-2fa mac keys v1"
 	aadPrefix     = "matrix-2fa:totp:secret:"
 	keyCheckMeta  = "key_check"
 	keyCheckOwner = "matrix-2fa:key-check"
@@ -36,6 +38,7 @@ const (
 type SecretBox struct {
 	aead  cipher.AEAD
 	keyID string
+	mac   []byte // the key of MACKey's derivations
 }
 
 // NewSecretBox derives the encryption key and key ID from a 32-byte master
@@ -60,7 +63,20 @@ func NewSecretBox(master []byte) (*SecretBox, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SecretBox{aead: aead, keyID: hex.EncodeToString(id)}, nil
+	mac, err := hkdf.Key(sha256.New, master, nil, hkdfInfoMAC, 32)
+	if err != nil {
+		return nil, err
+	}
+	return &SecretBox{aead: aead, keyID: hex.EncodeToString(id), mac: mac}, nil
+}
+
+// MACKey returns a 32-byte key for purpose (such as signing CSRF tokens),
+// derived from the master key: every replica with the same key derives the
+// same one, and it changes with the key.
+func (b *SecretBox) MACKey(purpose string) []byte {
+	m := hmac.New(sha256.New, b.mac)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // KeyID identifies the master key without revealing it.

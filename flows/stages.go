@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 
 	"maunium.net/go/mautrix"
@@ -25,6 +26,9 @@ const (
 // IsSecondFactor reports whether t is one of our 2FA stage types (which are
 // never forwarded to a homeserver).
 func IsSecondFactor(t string) bool { return t == StageTOTP || t == StageRecovery }
+
+// SecondFactorDone reports whether a 2FA stage is among s's completed stages.
+func SecondFactorDone(s *uia.Session) bool { return slices.ContainsFunc(s.Completed, IsSecondFactor) }
 
 // Verifier is what the 2FA stages need from the account domain.
 type Verifier interface {

@@ -12,11 +12,13 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
 
-	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/held"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/pages"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
@@ -64,13 +66,35 @@ type Config struct {
 	AdminAPI bool
 }
 
+// Homeserver is what the gateway needs of the homeserver client
+// (homeserver.Client).
+type Homeserver interface {
+	WhoAmI(ctx context.Context, accessToken string) (homeserver.WhoAmI, error)
+	Do(ctx context.Context, method, pathAndQuery string, header http.Header, body []byte) (*homeserver.Response, error)
+	Login(ctx context.Context, body []byte, header http.Header) (*homeserver.Response, error)
+	Logout(ctx context.Context, accessToken string) error
+	PasswordLogin(ctx context.Context, user, password string, deviceID id.DeviceID, displayName string) (*mautrix.RespLogin, error)
+	CheckPassword(ctx context.Context, userID id.UserID, password string) (bool, error)
+	SetDeviceDisplayName(ctx context.Context, accessToken string, deviceID id.DeviceID, name string) error
+	CheckedHeader(r *http.Request, accessToken string) http.Header
+	WithOrigin(ctx context.Context, r *http.Request) context.Context
+	Proxy() http.Handler
+}
+
+// Accounts is what the gateway needs of the 2FA domain (account.Service).
+type Accounts interface {
+	pages.Accounts
+	EnabledFold(ctx context.Context, userID string) (bool, error)
+	RecordRefused(ctx context.Context, userID, detail string)
+}
+
 // Options are the gateway's dependencies.
 type Options struct {
 	Config     Config
-	Homeserver *homeserver.Client
-	Accounts   *account.Service
+	Homeserver Homeserver
+	Accounts   Accounts
 	Store      storage.Store
-	Box        *account.SecretBox
+	Box        pages.Sealer
 	Logger     logrus.FieldLogger
 	Now        func() time.Time
 }
@@ -78,11 +102,11 @@ type Options struct {
 // Gateway is the HTTP front of matrix-2fa.
 type Gateway struct {
 	cfg    Config
-	hs     *homeserver.Client
-	acc    *account.Service
-	store  storage.Store
-	box    *account.SecretBox
+	hs     Homeserver
+	acc    Accounts
 	engine *uia.Engine
+	held   *held.Keeper
+	pages  *pages.Pages
 	log    logrus.FieldLogger
 	now    func() time.Time
 	proxy  http.Handler
@@ -126,35 +150,69 @@ func New(o Options) *Gateway {
 	if o.Config.PassThroughBodyTimeout <= 0 {
 		o.Config.PassThroughBodyTimeout = 10 * time.Minute
 	}
-	g := &Gateway{cfg: o.Config, hs: o.Homeserver, acc: o.Accounts, store: o.Store, box: o.Box, log: o.Logger, now: o.Now,
+	g := &Gateway{cfg: o.Config, hs: o.Homeserver, acc: o.Accounts, log: o.Logger, now: o.Now,
 		proxy: o.Homeserver.Proxy(), proxies: o.Config.TrustedProxies, limiter: ratelimit.New(o.Config.RateEvery, o.Config.RateBurst)}
 	g.engine = uia.New(o.Store, o.Config.UIATTL,
 		flows.TOTPStage{V: o.Accounts}, flows.RecoveryStage{V: o.Accounts}, flows.PasswordStage{HS: o.Homeserver})
 	g.engine.SetClock(o.Now)
+	g.held = held.New(held.Config{LoginTTL: o.Config.LoginTTL, TokenTTL: o.Config.TokenTTL, MaxPerUser: o.Config.MaxHeld,
+		SweepInterval: o.Config.SweepInterval}, o.Homeserver, o.Store, o.Box, g.engine, o.Logger, o.Now)
+	g.pages = pages.New(pages.Deps{Config: pages.Config{SSOProviderID: o.Config.SSOProviderID, SSOProviderName: o.Config.SSOProviderName,
+		RedirectAllowlist: o.Config.RedirectAllowlist, FallbackCompletesLogin: o.Config.FallbackCompletesLogin},
+		Engine: g.engine, Accounts: o.Accounts, HS: o.Homeserver, Held: g.held, Store: o.Store, Box: o.Box,
+		Proxies: o.Config.TrustedProxies, Upstream: g.proxy, Now: o.Now})
 	g.router = g.routes()
 	return g
 }
 
-func (g *Gateway) routes() *mux.Router {
-	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
-	for _, p := range Prefixes {
-		r.HandleFunc(p+"/account/two-factor", g.authed(g.handleStatus)).Methods(http.MethodGet)
-		r.HandleFunc(p+"/account/two-factor/totp", g.authed(g.handleEnrol)).Methods(http.MethodPost)
-		r.HandleFunc(p+"/account/two-factor/totp", g.authed(g.handleDisable)).Methods(http.MethodDelete)
-		r.HandleFunc(p+"/account/two-factor/totp/confirm", g.authed(g.handleConfirm)).Methods(http.MethodPost)
-		r.HandleFunc(p+"/account/two-factor/recovery", g.authed(g.handleRegenerate)).Methods(http.MethodPost)
-	}
-	for _, p := range loginPrefixes {
-		r.HandleFunc(p+"/login", g.handleLoginFlows).Methods(http.MethodGet)
-		r.HandleFunc(p+"/login", g.limited(g.handleLogin)).Methods(http.MethodPost)
+// route is one entry of the route table: a path under each of prefixes.
+type route struct {
+	methods  []string
+	prefixes []string
+	path     string
+	handler  http.HandlerFunc
+}
+
+var (
+	get, post, getPost = []string{http.MethodGet}, []string{http.MethodPost}, []string{http.MethodGet, http.MethodPost}
+	del                = []string{http.MethodDelete}
+	noPrefix           = []string{""}
+)
+
+// table is every route the gateway serves itself; spec/openapi.yaml lists
+// the same (TestRoutesMatchSpec).
+func (g *Gateway) table() []route {
+	p := g.pages
+	t := []route{
+		{get, Prefixes, "/account/two-factor", g.authed(g.handleStatus)},
+		{post, Prefixes, "/account/two-factor/totp", g.authed(g.handleEnrol)},
+		{del, Prefixes, "/account/two-factor/totp", g.authed(g.handleDisable)},
+		{post, Prefixes, "/account/two-factor/totp/confirm", g.authed(g.handleConfirm)},
+		{post, Prefixes, "/account/two-factor/recovery", g.authed(g.handleRegenerate)},
+		{get, loginPrefixes, "/login", g.handleLoginFlows},
+		{post, loginPrefixes, "/login", g.limited(g.handleLogin)},
+		{getPost, Prefixes, "/login/sso/redirect", g.limited(p.SignIn)},
+		{getPost, Prefixes, "/login/sso/redirect/{idpId}", g.limited(p.SignIn)},
+		{getPost, Prefixes, "/auth/" + flows.StageTOTP + "/fallback/web", g.limited(p.Fallback(flows.StageTOTP))},
+		{getPost, Prefixes, "/auth/" + flows.StageRecovery + "/fallback/web", g.limited(p.Fallback(flows.StageRecovery))},
+		{get, noPrefix, pages.SelfServicePath, p.SelfGet},
+		{post, noPrefix, pages.SelfServicePath, g.limited(p.SelfPost)},
+		{get, noPrefix, pages.StaticPrefix + "{file}", pages.Static().ServeHTTP},
+		{get, noPrefix, "/health", g.handleHealth},
 	}
 	for _, ep := range guardedEndpoints {
-		for _, p := range ep.Prefixes {
-			r.HandleFunc(p+ep.Path, g.handleGuarded(ep)).Methods(ep.Method)
+		t = append(t, route{[]string{ep.Method}, ep.Prefixes, ep.Path, g.handleGuarded(ep)})
+	}
+	return t
+}
+
+func (g *Gateway) routes() *mux.Router {
+	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
+	for _, rt := range g.table() {
+		for _, p := range rt.prefixes {
+			r.HandleFunc(p+rt.path, rt.handler).Methods(rt.methods...)
 		}
 	}
-	r.HandleFunc("/health", g.handleHealth).Methods(http.MethodGet)
-	g.extraRoutes(r)
 	// Everything else, and other methods on our paths (CORS preflights
 	// included), goes to the homeserver untouched.
 	r.NotFoundHandler = g.proxy
@@ -234,17 +292,14 @@ func isAdminAPI(p string) bool {
 
 // Run sweeps expired sessions until ctx ends: held logins are logged out
 // upstream so an abandoned or failed login leaves no usable token behind.
-func (g *Gateway) Run(ctx context.Context) {
-	t := time.NewTicker(g.cfg.SweepInterval)
-	defer t.Stop()
-	for {
-		g.Sweep(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+func (g *Gateway) Run(ctx context.Context) { g.held.Run(ctx) }
+
+// Sweep sweeps expired sessions once.
+func (g *Gateway) Sweep(ctx context.Context) { g.held.Sweep(ctx) }
+
+// origin is where r comes from, as the gateway sees it.
+func (g *Gateway) origin(r *http.Request) held.Origin {
+	return held.Origin{Addr: g.proxies.ClientAddr(r), UA: r.UserAgent()}
 }
 
 func (g *Gateway) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/pages"
 )
 
 // bodyDeadline bounds how long r's body may take to arrive: BodyTimeout for a
@@ -71,18 +72,14 @@ func isPage(p string) bool {
 		strings.Contains(p, "/login/sso/redirect")
 }
 
-// messageData is the message page's template data.
-type messageData struct{ Paragraphs []string }
-
 // writeLimited answers a rate-limited request: 429 M_LIMIT_EXCEEDED with
 // retry_after_ms for the API, a page saying how long to wait for a page.
 func writeLimited(w http.ResponseWriter, r *http.Request, wait time.Duration) {
-	httpx.SetRetryAfter(w.Header(), wait)
 	if isPage(r.URL.Path) {
-		renderPage(w, http.StatusTooManyRequests, "message.html", PageData{Title: "Too many attempts",
-			Data: &messageData{[]string{"Too many attempts from your network. Try again in " + httperr.FormatWait(wait) + "."}}})
+		pages.Limited(w, wait)
 		return
 	}
+	httpx.SetRetryAfter(w.Header(), wait)
 	httpx.WriteMatrixError(w, mautrix.MLimitExceeded.WithMessage("Too many requests; try again in %s", httperr.FormatWait(wait)).
 		WithExtraField("retry_after_ms", wait.Milliseconds()))
 }

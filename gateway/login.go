@@ -11,6 +11,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/held"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/storage"
@@ -20,7 +21,7 @@ import (
 // handleLoginFlows adds "Sign in with 2FA" (m.login.sso with our identity
 // provider) and m.login.token to the homeserver's login flows.
 func (g *Gateway) handleLoginFlows(w http.ResponseWriter, r *http.Request) {
-	resp, err := g.hs.Do(r.Context(), http.MethodGet, r.URL.RequestURI(), g.hs.ForwardedHeader(r), nil)
+	resp, err := g.hs.Do(r.Context(), http.MethodGet, r.URL.RequestURI(), g.hs.CheckedHeader(r, ""), nil)
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
@@ -53,6 +54,35 @@ func (g *Gateway) handleLoginFlows(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, body)
 }
 
+// redeemLoginToken exchanges a login token of the sign-in page for the login
+// it holds (once); it returns false for tokens the gateway did not issue
+// (they go to the homeserver).
+func (g *Gateway) redeemLoginToken(w http.ResponseWriter, r *http.Request, login *canonical.Login) bool {
+	body, userID, err := g.held.RedeemToken(r.Context(), *login.Token, httpx.Logger(r))
+	switch {
+	case errors.Is(err, held.ErrNotOurs):
+		return false
+	case errors.Is(err, held.ErrExpiredToken):
+		httpx.WriteMatrixError(w, mautrix.MForbidden.WithMessage("Invalid login token"))
+		return true
+	case err != nil:
+		httpx.WriteError(w, r, err)
+		return true
+	}
+	l := httpx.Logger(r).WithField("user_id", userID)
+	if login.DisplayName != nil && *login.DisplayName != "" {
+		var resp mautrix.RespLogin
+		if err := json.Unmarshal(body, &resp); err == nil {
+			if err := g.hs.SetDeviceDisplayName(r.Context(), resp.AccessToken, resp.DeviceID, *login.DisplayName); err != nil {
+				l.WithError(err).Warn("login token: setting the device display name")
+			}
+		}
+	}
+	l.Info("login token redeemed")
+	httpx.WriteRawJSON(w, http.StatusOK, body)
+	return true
+}
+
 // handleLogin is POST /login: a continuation of a held login goes to the 2FA
 // stage; a password, token or appservice login is read, rebuilt (user named
 // once, only known fields) and sent to the homeserver first; for an enrolled
@@ -77,7 +107,7 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 		g.refuseLogin(w, r, err)
 		return
 	}
-	if login.Type == canonical.LoginToken && login.Token != nil && g.redeemLoginToken(w, r, *login.Token, login) {
+	if login.Type == canonical.LoginToken && login.Token != nil && g.redeemLoginToken(w, r, login) {
 		return
 	}
 	token := "" // an appservice login is authorised by the appservice's token
@@ -188,7 +218,7 @@ func (g *Gateway) holdLogin(w http.ResponseWriter, r *http.Request, typ string, 
 	}
 	var s *uia.Session
 	if err == nil {
-		s, err = g.startHeld(r, typ, string(login.UserID), resp.Body)
+		s, err = g.held.Hold(r.Context(), storage.KindHeldLogin, string(login.UserID), flows.After(typ), typ, resp.Body, g.origin(r))
 	}
 	if err != nil {
 		if lerr := g.hs.Logout(context.WithoutCancel(r.Context()), login.AccessToken); lerr != nil {
@@ -199,26 +229,6 @@ func (g *Gateway) holdLogin(w http.ResponseWriter, r *http.Request, typ string, 
 	}
 	l.Info("login held for the second factor")
 	httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
-}
-
-// startHeld seals the login response in a new held-login session whose first
-// stage (typ) is done, then retires the user's oldest held logins past the
-// configured number.
-func (g *Gateway) startHeld(r *http.Request, typ, userID string, body []byte) (*uia.Session, error) {
-	sealed, err := g.sealHeld(r, userID, body)
-	if err != nil {
-		return nil, err
-	}
-	req := uia.Request{Kind: storage.KindHeldLogin, Method: http.MethodPost, Path: heldLoginPath, UserID: userID}
-	s, err := g.engine.Start(r.Context(), req, flows.After(typ), "", sealed, g.cfg.LoginTTL)
-	if err == nil {
-		err = g.engine.MarkCompleted(r.Context(), s, typ)
-	}
-	if err != nil {
-		return nil, err
-	}
-	g.limitHeld(r, userID)
-	return s, nil
 }
 
 // continueLogin runs the 2FA stage of a held login and releases the held
@@ -239,14 +249,7 @@ func (g *Gateway) continueLogin(w http.ResponseWriter, r *http.Request, a *uia.A
 	if a.Type != "" {
 		if err := g.engine.Attempt(ctx, s, a); err != nil {
 			if _, locked := account.IsLocked(err); locked {
-				// Locked out: the held login dies now.
-				if taken, terr := g.engine.Finish(ctx, s); terr == nil {
-					if again, derr := g.retireHeld(ctx, taken.UIASession); again {
-						l.WithError(derr).Warn("logging out a locked-out held login failed; the sweeper retries")
-					} else if derr != nil {
-						l.WithError(derr).Error("logging out a locked-out held login")
-					}
-				}
+				g.held.Drop(ctx, s, l) // locked out: the held login dies now
 			}
 			g.writeUIAError(w, r, s, err)
 			return
@@ -256,14 +259,9 @@ func (g *Gateway) continueLogin(w http.ResponseWriter, r *http.Request, a *uia.A
 		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 		return
 	}
-	taken, err := g.engine.Finish(ctx, s)
+	body, err := g.held.Release(ctx, s)
 	if err != nil {
 		httpx.WriteError(w, r, err)
-		return
-	}
-	body, err := g.openHeld(taken.UserID, taken.Data)
-	if err != nil {
-		httpx.WriteError(w, r, errors.Join(errors.New("opening a held login"), err))
 		return
 	}
 	l.Info("login released after the second factor")

@@ -1,4 +1,4 @@
-package gateway
+package pages
 
 import (
 	"bytes"
@@ -13,6 +13,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/matrix-2fa/matrix-2fa/httperr"
+	"github.com/matrix-2fa/matrix-2fa/httpx"
 )
 
 // The pages (fallback, sign-in, self-service) are server-rendered from
@@ -44,7 +47,8 @@ func pageTemplates() *template.Template {
 // StaticPrefix is where the pages' assets are served.
 const StaticPrefix = "/_matrix2fa/static/"
 
-func staticHandler() http.Handler {
+// Static serves the pages' assets under StaticPrefix.
+func Static() http.Handler {
 	sub, _ := fs.Sub(staticFS, "web/static")
 	files := http.StripPrefix(StaticPrefix, http.FileServer(http.FS(sub)))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -66,6 +70,7 @@ type PageData struct {
 	Data  any
 }
 
+// newNonce is a CSP nonce: 128 random bits, base64.
 func newNonce() string {
 	b := make([]byte, 16)
 	rand.Read(b)
@@ -95,25 +100,55 @@ func renderPage(w http.ResponseWriter, status int, name string, d PageData) {
 	w.Write(buf.Bytes())
 }
 
-// csrfToken is an HMAC of a purpose and a binding (a session ID, a cookie
-// value) under a per-process key, valid for the hour it was made in and the
-// next; checkCSRF verifies it in constant time.
-var csrfKey = func() []byte { b := make([]byte, 32); rand.Read(b); return b }()
+// csrf signs form tokens: an HMAC of a purpose and a binding (a session ID,
+// a cookie value) under a key derived from the master key (the same on every
+// replica), valid for the hour it was made in and the next.
+type csrf struct{ key []byte }
 
-func csrfToken(purpose, binding string, now time.Time) string {
-	return csrfAt(purpose, binding, now.Unix()/3600)
+func (c csrf) token(purpose, binding string, now time.Time) string {
+	return c.at(purpose, binding, now.Unix()/3600)
 }
 
-func csrfAt(purpose, binding string, hour int64) string {
-	m := hmac.New(sha256.New, csrfKey)
+func (c csrf) at(purpose, binding string, hour int64) string {
+	m := hmac.New(sha256.New, c.key)
 	m.Write([]byte(purpose + "\x00" + binding + "\x00"))
 	m.Write([]byte{byte(hour >> 56), byte(hour >> 48), byte(hour >> 40), byte(hour >> 32), byte(hour >> 24), byte(hour >> 16), byte(hour >> 8), byte(hour)})
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-func checkCSRF(purpose, binding, token string, now time.Time) bool {
+// check verifies a token in constant time.
+func (c csrf) check(purpose, binding, token string, now time.Time) bool {
 	h := now.Unix() / 3600
-	ok := hmac.Equal([]byte(token), []byte(csrfAt(purpose, binding, h)))
-	ok = hmac.Equal([]byte(token), []byte(csrfAt(purpose, binding, h-1))) || ok
+	ok := hmac.Equal([]byte(token), []byte(c.at(purpose, binding, h)))
+	ok = hmac.Equal([]byte(token), []byte(c.at(purpose, binding, h-1))) || ok
 	return ok
+}
+
+// messageData is the message page's template data.
+type messageData struct{ Paragraphs []string }
+
+// renderMessage shows a page of sentences.
+func renderMessage(w http.ResponseWriter, status int, title string, text ...string) {
+	renderPage(w, status, "message.html", PageData{Title: title, Data: &messageData{text}})
+}
+
+// renderError shows template name again with err's sentence (httperr, the
+// one table) and status; anything internal is logged with its detail.
+func (p *Pages) renderError(w http.ResponseWriter, r *http.Request, name string, page PageData, err error) {
+	status, text := httperr.Page(err)
+	l := httpx.Logger(r).WithError(err)
+	if status >= 500 {
+		l.Error("page: internal error")
+	} else {
+		l.Info("page: refused")
+	}
+	page.Error = text
+	renderPage(w, status, name, page)
+}
+
+// Limited answers a page request refused by the rate limit.
+func Limited(w http.ResponseWriter, wait time.Duration) {
+	httpx.SetRetryAfter(w.Header(), wait)
+	renderMessage(w, http.StatusTooManyRequests, "Too many attempts",
+		"Too many attempts from your network. Try again in "+httperr.FormatWait(wait)+".")
 }

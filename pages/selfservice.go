@@ -1,20 +1,16 @@
-package gateway
+package pages
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"html/template"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -117,21 +113,9 @@ type sealedEnrolment struct {
 	ExpiresAt time.Time      `json:"expires_at"`
 }
 
-// selfServiceRoutes registers the self-service 2FA page.
-func (g *Gateway) selfServiceRoutes(r *mux.Router) {
-	r.HandleFunc(SelfServicePath, g.handleSelfGet).Methods(http.MethodGet)
-	r.HandleFunc(SelfServicePath, g.limited(g.handleSelfPost)).Methods(http.MethodPost)
-}
-
 func selfStoreID(cookie string) string {
 	h := sha256.Sum256([]byte("matrix2fa-web-session\x00" + cookie))
 	return "web:" + base64.RawURLEncoding.EncodeToString(h[:])
-}
-
-func randomToken() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func secureRequest(r *http.Request) bool {
@@ -146,20 +130,20 @@ func setSelfCookie(w http.ResponseWriter, r *http.Request, name, value string, m
 }
 
 // loadSelfSession returns the request's live web session, or nil.
-func (g *Gateway) loadSelfSession(r *http.Request) (*selfSession, error) {
+func (p *Pages) loadSelfSession(r *http.Request) (*selfSession, error) {
 	c, err := r.Cookie(selfSessionCookie)
 	if err != nil || c.Value == "" || len(c.Value) > 100 {
 		return nil, nil
 	}
 	sid := selfStoreID(c.Value)
-	s, err := g.store.Session(r.Context(), sid)
+	s, err := p.store.Session(r.Context(), sid)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if s.Kind != storage.KindWeb || !g.now().Before(s.ExpiresAt) {
+	if s.Kind != storage.KindWeb || !p.now().Before(s.ExpiresAt) {
 		return nil, nil
 	}
 	var d selfSessionData
@@ -170,14 +154,14 @@ func (g *Gateway) loadSelfSession(r *http.Request) (*selfSession, error) {
 }
 
 // newSelfSession stores a new web session for userID and sets its cookie.
-func (g *Gateway) newSelfSession(ctx context.Context, w http.ResponseWriter, r *http.Request, userID, stage string, ttl time.Duration) (*selfSession, error) {
-	cookie := randomToken()
-	now := g.now()
+func (p *Pages) newSelfSession(ctx context.Context, w http.ResponseWriter, r *http.Request, userID, stage string, ttl time.Duration) (*selfSession, error) {
+	cookie := httpx.RandomToken(32)
+	now := p.now()
 	d := selfSessionData{Stage: stage}
 	raw, _ := json.Marshal(d)
 	s := storage.UIASession{ID: selfStoreID(cookie), Kind: storage.KindWeb, UserID: userID, Method: selfSessionMethod, Path: selfSessionPath,
 		Data: raw, CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	if err := g.store.CreateSession(ctx, s); err != nil {
+	if err := p.store.CreateSession(ctx, s); err != nil {
 		return nil, err
 	}
 	// The cookie lives in the browser for the session; the server decides.
@@ -185,9 +169,9 @@ func (g *Gateway) newSelfSession(ctx context.Context, w http.ResponseWriter, r *
 	return &selfSession{storeID: s.ID, userID: userID, data: d, expires: s.ExpiresAt}, nil
 }
 
-func (g *Gateway) saveSelfSession(ctx context.Context, s *selfSession) error {
+func (p *Pages) saveSelfSession(ctx context.Context, s *selfSession) error {
 	raw, _ := json.Marshal(s.data)
-	return g.store.SetSessionData(ctx, s.storeID, raw)
+	return p.store.SetSessionData(ctx, s.storeID, raw)
 }
 
 // preCookie returns the pre-session cookie the sign-in form's CSRF token is
@@ -196,20 +180,20 @@ func preCookie(w http.ResponseWriter, r *http.Request) string {
 	if c, err := r.Cookie(selfPreCookie); err == nil && c.Value != "" && len(c.Value) <= 100 {
 		return c.Value
 	}
-	v := randomToken()
+	v := httpx.RandomToken(32)
 	setSelfCookie(w, r, selfPreCookie, v, 0)
 	return v
 }
 
 // render writes the page: CSRF is bound to the session, or for the sign-in
 // form to the pre-session cookie.
-func (g *Gateway) renderSelf(w http.ResponseWriter, r *http.Request, status int, s *selfSession, v selfView, errText string) {
+func (p *Pages) renderSelf(w http.ResponseWriter, r *http.Request, status int, s *selfSession, v selfView, errText string) {
 	var csrf string
 	if s != nil {
-		csrf = csrfToken(selfCSRFPurpose, s.storeID, g.now())
+		csrf = p.csrf.token(selfCSRFPurpose, s.storeID, p.now())
 		v.User = s.userID
 	} else {
-		csrf = csrfToken(selfPreCSRFPurpose, preCookie(w, r), g.now())
+		csrf = p.csrf.token(selfPreCSRFPurpose, preCookie(w, r), p.now())
 		v.User = ""
 	}
 	if v.View == "" {
@@ -219,29 +203,30 @@ func (g *Gateway) renderSelf(w http.ResponseWriter, r *http.Request, status int,
 }
 
 // statusView renders the signed-in status page.
-func (g *Gateway) renderStatus(w http.ResponseWriter, r *http.Request, status int, s *selfSession, notice, errText string) {
-	st, err := g.acc.Status(r.Context(), s.userID)
+func (p *Pages) renderStatus(w http.ResponseWriter, r *http.Request, status int, s *selfSession, notice, errText string) {
+	st, err := p.acc.Status(r.Context(), s.userID)
 	if err != nil {
-		g.selfInternal(w, r, s, err)
+		p.selfInternal(w, r, s, err)
 		return
 	}
 	v := selfView{View: "status", Status: st, Notice: notice}
 	v.Resumable = st.Pending && len(s.data.Enrol) > 0
-	g.renderSelf(w, r, status, s, v, errText)
+	p.renderSelf(w, r, status, s, v, errText)
 }
 
-func (g *Gateway) selfInternal(w http.ResponseWriter, r *http.Request, s *selfSession, err error) {
+func (p *Pages) selfInternal(w http.ResponseWriter, r *http.Request, s *selfSession, err error) {
 	httpx.Logger(r).WithError(err).Error("self-service page: internal error")
 	v := selfView{View: "failure", Back: true}
-	g.renderSelf(w, r, http.StatusInternalServerError, s, v, "Something went wrong on our side. Please try again later.")
+	p.renderSelf(w, r, http.StatusInternalServerError, s, v, "Something went wrong on our side. Please try again later.")
 }
 
 // handleSelfGet shows the page for the browser's state: signed out, waiting
 // for the 2FA code, or signed in.
-func (g *Gateway) handleSelfGet(w http.ResponseWriter, r *http.Request) {
-	s, err := g.loadSelfSession(r)
+// SelfGet shows the self-service page.
+func (p *Pages) SelfGet(w http.ResponseWriter, r *http.Request) {
+	s, err := p.loadSelfSession(r)
 	if err != nil {
-		g.selfInternal(w, r, nil, err)
+		p.selfInternal(w, r, nil, err)
 		return
 	}
 	switch {
@@ -249,11 +234,11 @@ func (g *Gateway) handleSelfGet(w http.ResponseWriter, r *http.Request) {
 		if _, err := r.Cookie(selfSessionCookie); err == nil {
 			setSelfCookie(w, r, selfSessionCookie, "", -1)
 		}
-		g.renderSelf(w, r, http.StatusOK, nil, selfView{View: "signin"}, "")
+		p.renderSelf(w, r, http.StatusOK, nil, selfView{View: "signin"}, "")
 	case s.data.Stage == stagePassword:
-		g.renderSelf(w, r, http.StatusOK, s, selfView{View: "code"}, "")
+		p.renderSelf(w, r, http.StatusOK, s, selfView{View: "code"}, "")
 	default:
-		g.renderStatus(w, r, http.StatusOK, s, "", "")
+		p.renderStatus(w, r, http.StatusOK, s, "", "")
 	}
 }
 
@@ -268,142 +253,156 @@ const (
 )
 
 // handleSelfPost runs one of the page's forms, chosen by its action field.
-func (g *Gateway) handleSelfPost(w http.ResponseWriter, r *http.Request) {
+// SelfPost runs one action of the self-service page (sign-in, code, enrol,
+// confirm, regenerate, disable, sign-out), each form checked for CSRF.
+func (p *Pages) SelfPost(w http.ResponseWriter, r *http.Request) {
+	if !p.selfForm(w, r) {
+		return
+	}
+	action := r.PostForm.Get("action")
+	if action == "signin" {
+		pre, err := r.Cookie(selfPreCookie)
+		if err != nil || !p.csrf.check(selfPreCSRFPurpose, pre.Value, r.PostForm.Get("csrf"), p.now()) {
+			p.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgCSRF)
+			return
+		}
+		p.selfSignIn(w, r)
+		return
+	}
+	s, ok := p.selfSessionFor(w, r)
+	if !ok {
+		return
+	}
+	r = httpx.WithLogger(r, httpx.Logger(r).WithFields(logrus.Fields{"user_id": s.userID, "action": action}))
+	switch {
+	case action == "signout":
+		p.selfSignOut(w, r, s)
+	case s.data.Stage == stagePassword && action == "code":
+		p.selfSecondFactor(w, r, s)
+	case s.data.Stage == stagePassword:
+		p.renderSelf(w, r, http.StatusBadRequest, s, selfView{View: "code"}, "Enter your code to finish signing in.")
+	default:
+		p.selfAction(w, r, s, action)
+	}
+}
+
+// selfForm reads the posted form (at most MaxBody) and refuses browsers that
+// say the post is cross-site; it answers itself when it returns false.
+func (p *Pages) selfForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, httpx.MaxBody)
 	if err := r.ParseForm(); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			httpx.WriteError(w, r, httperr.ErrTooLarge)
-			return
+			return false
 		}
-		g.renderSelf(w, r, http.StatusBadRequest, nil, selfView{View: "signin"}, "The form could not be read.")
-		return
+		p.renderSelf(w, r, http.StatusBadRequest, nil, selfView{View: "signin"}, "The form could not be read.")
+		return false
 	}
 	// A cross-site form post never gets here with a valid token anyway;
 	// browsers that say so are refused before anything else.
 	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
-		g.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgCSRF)
-		return
+		p.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgCSRF)
+		return false
 	}
-	action := r.PostForm.Get("action")
-	token := r.PostForm.Get("csrf")
-	if action == "signin" {
-		pre, err := r.Cookie(selfPreCookie)
-		if err != nil || !checkCSRF(selfPreCSRFPurpose, pre.Value, token, g.now()) {
-			g.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgCSRF)
-			return
-		}
-		g.selfSignIn(w, r)
-		return
-	}
-	s, err := g.loadSelfSession(r)
-	if err != nil {
-		g.selfInternal(w, r, nil, err)
-		return
-	}
-	if s == nil {
+	return true
+}
+
+// selfSessionFor loads the signed-in web session and checks the form's CSRF
+// token against it; it answers itself when it returns false.
+func (p *Pages) selfSessionFor(w http.ResponseWriter, r *http.Request) (*selfSession, bool) {
+	s, err := p.loadSelfSession(r)
+	switch {
+	case err != nil:
+		p.selfInternal(w, r, nil, err)
+	case s == nil:
 		setSelfCookie(w, r, selfSessionCookie, "", -1)
-		g.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgEnded)
-		return
+		p.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgEnded)
+	case !p.csrf.check(selfCSRFPurpose, s.storeID, r.PostForm.Get("csrf"), p.now()) && s.data.Stage == stagePassword:
+		p.renderSelf(w, r, http.StatusForbidden, s, selfView{View: "code"}, msgCSRF)
+	case !p.csrf.check(selfCSRFPurpose, s.storeID, r.PostForm.Get("csrf"), p.now()):
+		p.renderStatus(w, r, http.StatusForbidden, s, "", msgCSRF)
+	default:
+		return s, true
 	}
-	if !checkCSRF(selfCSRFPurpose, s.storeID, token, g.now()) {
-		if s.data.Stage == stagePassword {
-			g.renderSelf(w, r, http.StatusForbidden, s, selfView{View: "code"}, msgCSRF)
-		} else {
-			g.renderStatus(w, r, http.StatusForbidden, s, "", msgCSRF)
-		}
-		return
-	}
-	r = httpx.WithLogger(r, httpx.Logger(r).WithFields(logrus.Fields{"user_id": s.userID, "action": action}))
-	if action == "signout" {
-		g.selfSignOut(w, r, s)
-		return
-	}
-	if s.data.Stage == stagePassword {
-		if action != "code" {
-			g.renderSelf(w, r, http.StatusBadRequest, s, selfView{View: "code"}, "Enter your code to finish signing in.")
-			return
-		}
-		g.selfSecondFactor(w, r, s)
-		return
-	}
+	return nil, false
+}
+
+// selfAction runs an action of a fully signed-in session.
+func (p *Pages) selfAction(w http.ResponseWriter, r *http.Request, s *selfSession, action string) {
 	switch action {
 	case "enrol":
-		g.selfEnrol(w, r, s)
+		p.selfEnrol(w, r, s)
 	case "resume":
-		g.selfResume(w, r, s)
+		p.selfResume(w, r, s)
 	case "confirm":
-		g.selfConfirm(w, r, s)
+		p.selfConfirm(w, r, s)
 	case "regenerate":
-		g.selfRegenerate(w, r, s)
+		p.selfRegenerate(w, r, s)
 	case "disable":
-		g.selfDisable(w, r, s)
+		p.selfDisable(w, r, s)
 	default:
-		g.renderStatus(w, r, http.StatusBadRequest, s, "", "Unknown action.")
+		p.renderStatus(w, r, http.StatusBadRequest, s, "", "Unknown action.")
 	}
 }
 
-// selfSignIn checks the password. A localpart cannot be turned into a user ID
-// without knowing the homeserver's server name (which the gateway is not
-// configured with), so the password is checked with a real password login,
-// which takes a localpart or a full ID and answers with the user ID; the new
-// device is logged out again at once. A full ID is checked against the answer.
-func (g *Gateway) selfSignIn(w http.ResponseWriter, r *http.Request) {
+// selfSignInRefused answers a password login the homeserver refused: its
+// rate limit as the locked page, a 4xx as a wrong password, else unreachable.
+func (p *Pages) selfSignInRefused(w http.ResponseWriter, r *http.Request, v selfView, err error) {
+	var re mautrix.RespError
+	if wait, limited := httperr.HomeserverLimited(err); limited {
+		p.renderLocked(w, r, nil, wait)
+	} else if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
+		httpx.Logger(r).WithField("errcode", re.ErrCode).Info("self-service sign-in refused")
+		p.renderSelf(w, r, http.StatusForbidden, nil, v, msgBadPassword)
+	} else {
+		httpx.Logger(r).WithError(err).Error("self-service sign-in: homeserver failed")
+		p.renderSelf(w, r, http.StatusBadGateway, nil, v, "The homeserver could not be reached. Please try again later.")
+	}
+}
+
+func (p *Pages) selfSignIn(w http.ResponseWriter, r *http.Request) {
 	username := strings.TrimSpace(r.PostForm.Get("username"))
 	password := r.PostForm.Get("password")
 	v := selfView{View: "signin", Username: username}
 	if username == "" || password == "" {
-		g.renderSelf(w, r, http.StatusBadRequest, nil, v, msgNoCredential)
+		p.renderSelf(w, r, http.StatusBadRequest, nil, v, msgNoCredential)
 		return
 	}
 	if len(username) > 255 || len(password) > 1024 {
-		g.renderSelf(w, r, http.StatusForbidden, nil, v, msgBadPassword)
+		p.renderSelf(w, r, http.StatusForbidden, nil, v, msgBadPassword)
 		return
 	}
 	ctx := r.Context()
-	login, err := g.hs.PasswordLogin(ctx, username, password, "", selfDeviceName)
+	login, err := p.hs.PasswordLogin(ctx, username, password, "", selfDeviceName)
 	if err != nil {
-		var re mautrix.RespError
-		switch {
-		case errors.As(err, &re) && re.StatusCode == http.StatusTooManyRequests:
-			wait := time.Minute
-			if ms, ok := re.ExtraData["retry_after_ms"].(float64); ok && ms > 0 {
-				wait = time.Duration(ms) * time.Millisecond
-			}
-			g.renderLocked(w, r, nil, wait)
-		case errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500:
-			httpx.Logger(r).WithField("errcode", re.ErrCode).Info("self-service sign-in refused")
-			g.renderSelf(w, r, http.StatusForbidden, nil, v, msgBadPassword)
-		default:
-			httpx.Logger(r).WithError(err).Error("self-service sign-in: homeserver failed")
-			g.renderSelf(w, r, http.StatusBadGateway, nil, v, "The homeserver could not be reached. Please try again later.")
-		}
+		p.selfSignInRefused(w, r, v, err)
 		return
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	if err := g.hs.Logout(cctx, login.AccessToken); err != nil {
+	if err := p.hs.Logout(cctx, login.AccessToken); err != nil {
 		httpx.Logger(r).WithError(err).WithField("device_id", login.DeviceID).Error("self-service sign-in: could not log the check device out")
 	}
 	cancel()
 	userID := string(login.UserID)
 	if strings.HasPrefix(username, "@") && !canonical.SameUser(username, userID) {
 		httpx.Logger(r).WithField("answered_user_id", userID).Error("self-service sign-in: homeserver answered for another user")
-		g.renderSelf(w, r, http.StatusForbidden, nil, v, msgBadPassword)
+		p.renderSelf(w, r, http.StatusForbidden, nil, v, msgBadPassword)
 		return
 	}
 	r = httpx.WithLogger(r, httpx.Logger(r).WithField("user_id", userID))
-	enabled, err := g.acc.Enabled(ctx, userID)
+	enabled, err := p.acc.Enabled(ctx, userID)
 	if err != nil {
-		g.selfInternal(w, r, nil, err)
+		p.selfInternal(w, r, nil, err)
 		return
 	}
 	stage, ttl := stageFull, selfSessionTTL
 	if enabled {
 		stage, ttl = stagePassword, selfPendingTTL
 	}
-	g.dropSelfCookieSession(r)
-	if _, err := g.newSelfSession(ctx, w, r, userID, stage, ttl); err != nil {
-		g.selfInternal(w, r, nil, err)
+	p.dropSelfCookieSession(r)
+	if _, err := p.newSelfSession(ctx, w, r, userID, stage, ttl); err != nil {
+		p.selfInternal(w, r, nil, err)
 		return
 	}
 	httpx.Logger(r).WithField("stage", stage).Info("self-service sign-in: password accepted")
@@ -411,34 +410,34 @@ func (g *Gateway) selfSignIn(w http.ResponseWriter, r *http.Request) {
 }
 
 // dropSelfCookieSession deletes the session the request's cookie names, if any.
-func (g *Gateway) dropSelfCookieSession(r *http.Request) {
+func (p *Pages) dropSelfCookieSession(r *http.Request) {
 	if c, err := r.Cookie(selfSessionCookie); err == nil && c.Value != "" {
-		g.store.TakeSession(r.Context(), selfStoreID(c.Value))
+		p.store.TakeSession(r.Context(), selfStoreID(c.Value))
 	}
 }
 
 // selfSecondFactor completes the sign-in with a TOTP or recovery code and
 // replaces the session by a full one under a new ID.
-func (g *Gateway) selfSecondFactor(w http.ResponseWriter, r *http.Request, s *selfSession) {
+func (p *Pages) selfSecondFactor(w http.ResponseWriter, r *http.Request, s *selfSession) {
 	code := r.PostForm.Get("code")
 	if strings.TrimSpace(code) == "" {
-		g.renderSelf(w, r, http.StatusBadRequest, s, selfView{View: "code"}, msgNoCode)
+		p.renderSelf(w, r, http.StatusBadRequest, s, selfView{View: "code"}, msgNoCode)
 		return
 	}
-	if err := flows.VerifyEither(r.Context(), g.acc, s.userID, code); err != nil {
-		g.codeFailure(w, r, s, err, func(status int, msg string) {
-			g.renderSelf(w, r, status, s, selfView{View: "code"}, msg)
+	if err := flows.VerifyEither(r.Context(), p.acc, s.userID, code); err != nil {
+		p.codeFailure(w, r, s, err, func(status int, msg string) {
+			p.renderSelf(w, r, status, s, selfView{View: "code"}, msg)
 		})
 		return
 	}
-	if _, err := g.store.TakeSession(r.Context(), s.storeID); err != nil {
+	if _, err := p.store.TakeSession(r.Context(), s.storeID); err != nil {
 		// Taken concurrently (another tab, sign-out): this one lost.
 		setSelfCookie(w, r, selfSessionCookie, "", -1)
-		g.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgEnded)
+		p.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgEnded)
 		return
 	}
-	if _, err := g.newSelfSession(r.Context(), w, r, s.userID, stageFull, selfSessionTTL); err != nil {
-		g.selfInternal(w, r, nil, err)
+	if _, err := p.newSelfSession(r.Context(), w, r, s.userID, stageFull, selfSessionTTL); err != nil {
+		p.selfInternal(w, r, nil, err)
 		return
 	}
 	httpx.Logger(r).Info("self-service sign-in: second factor accepted")
@@ -447,10 +446,10 @@ func (g *Gateway) selfSecondFactor(w http.ResponseWriter, r *http.Request, s *se
 
 // codeFailure answers a failed code check: 429 when locked out, 403 for a
 // wrong code, 400 for a missing one or 2FA being off, 500 otherwise.
-func (g *Gateway) codeFailure(w http.ResponseWriter, r *http.Request, s *selfSession, err error, show func(status int, msg string)) {
+func (p *Pages) codeFailure(w http.ResponseWriter, r *http.Request, s *selfSession, err error, show func(status int, msg string)) {
 	if le, ok := account.IsLocked(err); ok {
 		httpx.Logger(r).Info("self-service: locked out")
-		g.renderLocked(w, r, s, le.RetryAfter)
+		p.renderLocked(w, r, s, le.RetryAfter)
 		return
 	}
 	switch {
@@ -464,33 +463,18 @@ func (g *Gateway) codeFailure(w http.ResponseWriter, r *http.Request, s *selfSes
 	case errors.Is(err, account.ErrNoPending):
 		show(http.StatusBadRequest, "There is no enrolment waiting for confirmation, or it has expired. Please start again.")
 	default:
-		g.selfInternal(w, r, s, err)
+		p.selfInternal(w, r, s, err)
 	}
 }
 
-func (g *Gateway) renderLocked(w http.ResponseWriter, r *http.Request, s *selfSession, wait time.Duration) {
-	secs := int64((wait + time.Second - 1) / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
-	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-	g.renderSelf(w, r, http.StatusTooManyRequests, s, selfView{View: "locked", Retry: humanWait(secs), Back: true},
+func (p *Pages) renderLocked(w http.ResponseWriter, r *http.Request, s *selfSession, wait time.Duration) {
+	httpx.SetRetryAfter(w.Header(), wait)
+	p.renderSelf(w, r, http.StatusTooManyRequests, s, selfView{View: "locked", Retry: httperr.FormatWait(wait), Back: true},
 		"Too many failed attempts.")
 }
 
-func humanWait(secs int64) string {
-	switch {
-	case secs < 60:
-		return fmt.Sprintf("%d seconds", secs)
-	case secs < 120:
-		return "a minute"
-	default:
-		return fmt.Sprintf("%d minutes", (secs+59)/60)
-	}
-}
-
-func (g *Gateway) selfSignOut(w http.ResponseWriter, r *http.Request, s *selfSession) {
-	g.store.TakeSession(r.Context(), s.storeID)
+func (p *Pages) selfSignOut(w http.ResponseWriter, r *http.Request, s *selfSession) {
+	p.store.TakeSession(r.Context(), s.storeID)
 	setSelfCookie(w, r, selfSessionCookie, "", -1)
 	httpx.Logger(r).Info("self-service: signed out")
 	http.Redirect(w, r, SelfServicePath, http.StatusSeeOther)
@@ -499,42 +483,42 @@ func (g *Gateway) selfSignOut(w http.ResponseWriter, r *http.Request, s *selfSes
 // selfEnrol starts (or restarts) enrolment and shows the QR code. Replacing an
 // enabled authenticator needs a code from it (or a recovery code) first, as
 // the enrolment endpoint's 2FA stage does.
-func (g *Gateway) selfEnrol(w http.ResponseWriter, r *http.Request, s *selfSession) {
+func (p *Pages) selfEnrol(w http.ResponseWriter, r *http.Request, s *selfSession) {
 	ctx := r.Context()
-	enabled, err := g.acc.Enabled(ctx, s.userID)
+	enabled, err := p.acc.Enabled(ctx, s.userID)
 	if err != nil {
-		g.selfInternal(w, r, s, err)
+		p.selfInternal(w, r, s, err)
 		return
 	}
 	if enabled {
 		code := r.PostForm.Get("code")
 		if strings.TrimSpace(code) == "" {
-			g.renderStatus(w, r, http.StatusBadRequest, s, "", "Enter a code from your current authenticator to set up a new one.")
+			p.renderStatus(w, r, http.StatusBadRequest, s, "", "Enter a code from your current authenticator to set up a new one.")
 			return
 		}
-		if err := flows.VerifyEither(ctx, g.acc, s.userID, code); err != nil {
-			g.codeFailure(w, r, s, err, func(status int, msg string) { g.renderStatus(w, r, status, s, "", msg) })
+		if err := flows.VerifyEither(ctx, p.acc, s.userID, code); err != nil {
+			p.codeFailure(w, r, s, err, func(status int, msg string) { p.renderStatus(w, r, status, s, "", msg) })
 			return
 		}
 	}
-	en, err := g.acc.Enrol(ctx, s.userID)
+	en, err := p.acc.Enrol(ctx, s.userID)
 	if err != nil {
-		g.selfInternal(w, r, s, err)
+		p.selfInternal(w, r, s, err)
 		return
 	}
 	se := sealedEnrolment{Secret: en.Secret, URI: en.URI, Params: en.Params, ExpiresAt: en.ExpiresAt}
 	plain, _ := json.Marshal(se)
-	sealed, err := g.box.Seal(selfEnrolOwner(s), plain)
+	sealed, err := p.box.Seal(selfEnrolOwner(s), plain)
 	clear(plain)
 	if err == nil {
 		s.data.Enrol = sealed
-		err = g.saveSelfSession(ctx, s)
+		err = p.saveSelfSession(ctx, s)
 	}
 	if err != nil {
 		httpx.Logger(r).WithError(err).Warn("self-service: could not keep the enrolment in the web session")
 	}
 	httpx.Logger(r).Info("self-service: enrolment started")
-	g.renderSelf(w, r, http.StatusOK, s, selfView{View: "enrol", Enrol: enrolViewOf(se, en.QRPNG, enabled)}, "")
+	p.renderSelf(w, r, http.StatusOK, s, selfView{View: "enrol", Enrol: enrolViewOf(se, en.QRPNG, enabled)}, "")
 }
 
 // selfEnrolOwner binds a sealed enrolment to its web session.
@@ -559,21 +543,21 @@ func enrolViewOf(se sealedEnrolment, png []byte, replacing bool) *enrolView {
 
 // sessionEnrolment returns the enrolment kept in the session, if it is still
 // the pending one.
-func (g *Gateway) sessionEnrolment(ctx context.Context, s *selfSession) (*enrolView, bool) {
+func (p *Pages) sessionEnrolment(ctx context.Context, s *selfSession) (*enrolView, bool) {
 	if len(s.data.Enrol) == 0 {
 		return nil, false
 	}
-	st, err := g.acc.Status(ctx, s.userID)
+	st, err := p.acc.Status(ctx, s.userID)
 	if err != nil || !st.Pending {
 		return nil, false
 	}
-	plain, err := g.box.Open(selfEnrolOwner(s), g.box.KeyID(), s.data.Enrol)
+	plain, err := p.box.Open(selfEnrolOwner(s), p.box.KeyID(), s.data.Enrol)
 	if err != nil {
 		return nil, false
 	}
 	defer clear(plain)
 	var se sealedEnrolment
-	if json.Unmarshal(plain, &se) != nil || !g.now().Before(se.ExpiresAt) {
+	if json.Unmarshal(plain, &se) != nil || !p.now().Before(se.ExpiresAt) {
 		return nil, false
 	}
 	m, err := account.QRMatrix(se.URI)
@@ -588,84 +572,84 @@ func (g *Gateway) sessionEnrolment(ctx context.Context, s *selfSession) (*enrolV
 }
 
 // selfResume shows the session's unconfirmed enrolment again.
-func (g *Gateway) selfResume(w http.ResponseWriter, r *http.Request, s *selfSession) {
-	ev, ok := g.sessionEnrolment(r.Context(), s)
+func (p *Pages) selfResume(w http.ResponseWriter, r *http.Request, s *selfSession) {
+	ev, ok := p.sessionEnrolment(r.Context(), s)
 	if !ok {
-		g.renderStatus(w, r, http.StatusBadRequest, s, "", "That enrolment can no longer be shown. Please start again.")
+		p.renderStatus(w, r, http.StatusBadRequest, s, "", "That enrolment can no longer be shown. Please start again.")
 		return
 	}
-	g.renderSelf(w, r, http.StatusOK, s, selfView{View: "enrol", Enrol: ev}, "")
+	p.renderSelf(w, r, http.StatusOK, s, selfView{View: "enrol", Enrol: ev}, "")
 }
 
 // selfConfirm enables the pending secret with a code from it and shows the
 // new recovery codes, once.
-func (g *Gateway) selfConfirm(w http.ResponseWriter, r *http.Request, s *selfSession) {
+func (p *Pages) selfConfirm(w http.ResponseWriter, r *http.Request, s *selfSession) {
 	ctx := r.Context()
-	codes, err := g.acc.Confirm(ctx, s.userID, strings.ReplaceAll(r.PostForm.Get("code"), " ", ""))
+	codes, err := p.acc.Confirm(ctx, s.userID, strings.ReplaceAll(r.PostForm.Get("code"), " ", ""))
 	if err != nil {
-		g.codeFailure(w, r, s, err, func(status int, msg string) {
-			if ev, ok := g.sessionEnrolment(ctx, s); ok && !errors.Is(err, account.ErrNoPending) {
-				g.renderSelf(w, r, status, s, selfView{View: "enrol", Enrol: ev}, msg)
+		p.codeFailure(w, r, s, err, func(status int, msg string) {
+			if ev, ok := p.sessionEnrolment(ctx, s); ok && !errors.Is(err, account.ErrNoPending) {
+				p.renderSelf(w, r, status, s, selfView{View: "enrol", Enrol: ev}, msg)
 				return
 			}
-			g.renderStatus(w, r, status, s, "", msg)
+			p.renderStatus(w, r, status, s, "", msg)
 		})
 		return
 	}
 	s.data.Enrol = nil
-	if err := g.saveSelfSession(ctx, s); err != nil {
+	if err := p.saveSelfSession(ctx, s); err != nil {
 		httpx.Logger(r).WithError(err).Warn("self-service: could not clear the enrolment from the web session")
 	}
 	httpx.Logger(r).Info("self-service: two-factor authentication enabled")
-	g.renderCodes(w, r, s, codes, "Two-factor authentication is now on.")
+	p.renderCodes(w, r, s, codes, "Two-factor authentication is now on.")
 }
 
-func (g *Gateway) renderCodes(w http.ResponseWriter, r *http.Request, s *selfSession, codes []string, notice string) {
+func (p *Pages) renderCodes(w http.ResponseWriter, r *http.Request, s *selfSession, codes []string, notice string) {
 	text := "matrix-2fa recovery codes for " + s.userID + "\nEach code works once.\n\n" + strings.Join(codes, "\n") + "\n"
 	href := template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(text)))
-	g.renderSelf(w, r, http.StatusOK, s, selfView{View: "codes", Codes: codes, CodesHref: href, Notice: notice}, "")
+	p.renderSelf(w, r, http.StatusOK, s, selfView{View: "codes", Codes: codes, CodesHref: href, Notice: notice}, "")
 }
 
 // selfEnabled answers on the status page, and returns false, unless the
 // user has 2FA on.
-func (g *Gateway) selfEnabled(w http.ResponseWriter, r *http.Request, s *selfSession) bool {
-	enabled, err := g.acc.Enabled(r.Context(), s.userID)
+func (p *Pages) selfEnabled(w http.ResponseWriter, r *http.Request, s *selfSession) bool {
+	enabled, err := p.acc.Enabled(r.Context(), s.userID)
 	if err != nil {
-		g.selfInternal(w, r, s, err)
+		p.selfInternal(w, r, s, err)
 		return false
 	}
 	if !enabled {
-		g.renderStatus(w, r, http.StatusBadRequest, s, "", "Two-factor authentication is not enabled.")
+		p.renderStatus(w, r, http.StatusBadRequest, s, "", "Two-factor authentication is not enabled.")
 		return false
 	}
 	return true
 }
 
 // selfRegenerate replaces the recovery codes after a fresh code (step-up).
-func (g *Gateway) selfRegenerate(w http.ResponseWriter, r *http.Request, s *selfSession) {
+func (p *Pages) selfRegenerate(w http.ResponseWriter, r *http.Request, s *selfSession) {
 	ctx := r.Context()
-	show := func(status int, msg string) { g.renderStatus(w, r, status, s, "", msg) }
-	if !g.selfEnabled(w, r, s) {
+	show := func(status int, msg string) { p.renderStatus(w, r, status, s, "", msg) }
+	if !p.selfEnabled(w, r, s) {
 		return
 	}
-	if err := flows.VerifyEither(ctx, g.acc, s.userID, r.PostForm.Get("code")); err != nil {
-		g.codeFailure(w, r, s, err, show)
+	if err := flows.VerifyEither(ctx, p.acc, s.userID, r.PostForm.Get("code")); err != nil {
+		p.codeFailure(w, r, s, err, show)
 		return
 	}
-	codes, err := g.acc.Regenerate(ctx, s.userID)
+	codes, err := p.acc.Regenerate(ctx, s.userID)
 	if err != nil {
-		g.codeFailure(w, r, s, err, show)
+		p.codeFailure(w, r, s, err, show)
 		return
 	}
 	httpx.Logger(r).Info("self-service: recovery codes regenerated")
-	g.renderCodes(w, r, s, codes, "New recovery codes were made; the old ones no longer work.")
+	p.renderCodes(w, r, s, codes, "New recovery codes were made; the old ones no longer work.")
 }
 
 // selfDisable turns 2FA off after the password and a code.
-func (g *Gateway) selfDisable(w http.ResponseWriter, r *http.Request, s *selfSession) {
+func (p *Pages) selfDisable(w http.ResponseWriter, r *http.Request, s *selfSession) {
 	ctx := r.Context()
-	show := func(status int, msg string) { g.renderStatus(w, r, status, s, "", msg) }
-	if !g.selfEnabled(w, r, s) {
+	show := func(status int, msg string) { p.renderStatus(w, r, status, s, "", msg) }
+	if !p.selfEnabled(w, r, s) {
 		return
 	}
 	password, code := r.PostForm.Get("password"), r.PostForm.Get("code")
@@ -673,14 +657,14 @@ func (g *Gateway) selfDisable(w http.ResponseWriter, r *http.Request, s *selfSes
 		show(http.StatusBadRequest, "Enter your password and a code.")
 		return
 	}
-	ok, err := g.hs.CheckPassword(ctx, id.UserID(s.userID), password)
+	ok, err := p.hs.CheckPassword(ctx, id.UserID(s.userID), password)
 	if err != nil {
 		var re mautrix.RespError
 		if errors.As(err, &re) && re.StatusCode == http.StatusTooManyRequests {
-			g.renderLocked(w, r, s, time.Minute)
+			p.renderLocked(w, r, s, time.Minute)
 			return
 		}
-		g.selfInternal(w, r, s, err)
+		p.selfInternal(w, r, s, err)
 		return
 	}
 	if !ok {
@@ -688,8 +672,8 @@ func (g *Gateway) selfDisable(w http.ResponseWriter, r *http.Request, s *selfSes
 		show(http.StatusForbidden, msgBadPwOrCode)
 		return
 	}
-	if err := flows.VerifyEither(ctx, g.acc, s.userID, code); err != nil {
-		g.codeFailure(w, r, s, err, func(status int, msg string) {
+	if err := flows.VerifyEither(ctx, p.acc, s.userID, code); err != nil {
+		p.codeFailure(w, r, s, err, func(status int, msg string) {
 			if status == http.StatusForbidden {
 				msg = msgBadPwOrCode
 			}
@@ -697,12 +681,12 @@ func (g *Gateway) selfDisable(w http.ResponseWriter, r *http.Request, s *selfSes
 		})
 		return
 	}
-	if err := g.acc.Disable(ctx, s.userID); err != nil {
-		g.codeFailure(w, r, s, err, show)
+	if err := p.acc.Disable(ctx, s.userID); err != nil {
+		p.codeFailure(w, r, s, err, show)
 		return
 	}
 	s.data.Enrol = nil
-	g.saveSelfSession(ctx, s)
+	p.saveSelfSession(ctx, s)
 	httpx.Logger(r).Info("self-service: two-factor authentication disabled")
-	g.renderStatus(w, r, http.StatusOK, s, "Two-factor authentication is now off.", "")
+	p.renderStatus(w, r, http.StatusOK, s, "Two-factor authentication is now off.", "")
 }

@@ -1,0 +1,106 @@
+package pages
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/held"
+	"github.com/matrix-2fa/matrix-2fa/ratelimit"
+	"github.com/matrix-2fa/matrix-2fa/storage"
+	"github.com/matrix-2fa/matrix-2fa/uia"
+)
+
+// Accounts is what the pages need of the 2FA domain (account.Service).
+type Accounts interface {
+	Enabled(ctx context.Context, userID string) (bool, error)
+	Params() account.Params
+	VerifyTOTP(ctx context.Context, userID, code string) error
+	VerifyRecovery(ctx context.Context, userID, code string) error
+	Status(ctx context.Context, userID string) (account.Status, error)
+	Enrol(ctx context.Context, userID string) (account.Enrolment, error)
+	Confirm(ctx context.Context, userID, code string) ([]string, error)
+	Regenerate(ctx context.Context, userID string) ([]string, error)
+	Disable(ctx context.Context, userID string) error
+}
+
+// Homeserver is what the pages need of the homeserver.
+type Homeserver interface {
+	PasswordLogin(ctx context.Context, user, password string, deviceID id.DeviceID, displayName string) (*mautrix.RespLogin, error)
+	CheckPassword(ctx context.Context, userID id.UserID, password string) (bool, error)
+	Logout(ctx context.Context, accessToken string) error
+}
+
+// Sealer encrypts what the pages keep for a user, and derives keys.
+type Sealer interface {
+	held.Sealer
+	MACKey(purpose string) []byte
+}
+
+// Sessions is what the self-service page needs of the session store.
+type Sessions interface {
+	Session(ctx context.Context, id string) (storage.UIASession, error)
+	CreateSession(ctx context.Context, s storage.UIASession) error
+	SetSessionData(ctx context.Context, id string, data []byte) error
+	TakeSession(ctx context.Context, id string) (storage.UIASession, error)
+}
+
+// Config is the pages' part of the configuration.
+type Config struct {
+	// SSOProviderID and SSOProviderName name the "Sign in with 2FA" provider.
+	SSOProviderID, SSOProviderName string
+	// RedirectAllowlist lists URL prefixes the sign-in page may return to.
+	RedirectAllowlist []string
+	// FallbackCompletesLogin lets the fallback page complete a held /login.
+	FallbackCompletesLogin bool
+}
+
+// Deps are the pages' dependencies.
+type Deps struct {
+	Config   Config
+	Engine   *uia.Engine
+	Accounts Accounts
+	HS       Homeserver
+	Held     *held.Keeper
+	Store    Sessions
+	Box      Sealer
+	Proxies  ratelimit.Proxies
+	// Upstream serves what is not the pages' (another identity provider's
+	// sign-in): the homeserver, unchanged.
+	Upstream http.Handler
+	Now      func() time.Time
+}
+
+// Pages serves the HTML pages: the UIA fallback pages, "Sign in with 2FA"
+// and the self-service page.
+type Pages struct {
+	cfg      Config
+	engine   *uia.Engine
+	acc      Accounts
+	hs       Homeserver
+	held     *held.Keeper
+	store    Sessions
+	box      Sealer
+	csrf     csrf
+	proxies  ratelimit.Proxies
+	upstream http.Handler
+	now      func() time.Time
+}
+
+// New returns the pages.
+func New(d Deps) *Pages {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Pages{cfg: d.Config, engine: d.Engine, acc: d.Accounts, hs: d.HS, held: d.Held, store: d.Store, box: d.Box,
+		csrf: csrf{key: d.Box.MACKey("csrf")}, proxies: d.Proxies, upstream: d.Upstream, now: d.Now}
+}
+
+// origin is where r comes from, as the gateway sees it.
+func (p *Pages) origin(r *http.Request) held.Origin {
+	return held.Origin{Addr: p.proxies.ClientAddr(r), UA: r.UserAgent()}
+}
