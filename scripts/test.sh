@@ -23,6 +23,7 @@ step "1/5 system packages"
 # browser tests; gcc: cgo for mattn/go-sqlite3; ca-certificates: module downloads.
 PACKAGES=(oathtool zbar-tools chromium chromium-driver ca-certificates gcc)
 PACKAGES+=(postgresql-15) # storage/postgres tests, on a throwaway cluster (scripts/pg.sh)
+PACKAGES+=(nginx-light caddy) # split-routing tests: the generated proxy configs, run for real
 missing=()
 for p in "${PACKAGES[@]}"; do
 	if ! dpkg -s "$p" >/dev/null 2>&1; then

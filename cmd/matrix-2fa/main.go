@@ -29,6 +29,8 @@ Usage:
   matrix-2fa admin unlock [--config FILE] [--data-dir DIR] USER
   matrix-2fa admin rotate-key [--config FILE] [--data-dir DIR]
   matrix-2fa demo [--listen ADDR]
+  matrix-2fa proxy-config nginx|caddy [--gateway URL] [--homeserver URL] [--listen ADDR] [--server-name NAME]
+                          [--http | --tls-cert FILE --tls-key FILE] [--max-body-size SIZE] [--fragment] [-o FILE [--force]]
 
 Commands:
   serve            run the gateway until SIGINT or SIGTERM
@@ -38,6 +40,7 @@ Commands:
   admin unlock     lift a user's lockout (failed attempts and back-off)
   admin rotate-key re-encrypt every stored secret with a new key file
   demo             a throwaway Dendrite on loopback with the gateway in front (source tree only)
+  proxy-config     print an nginx or Caddy configuration for split routing (only the gateway's paths to it)
 
 USER is a full Matrix user ID, e.g. @alice:example.org.
 Run 'matrix-2fa COMMAND --help' for a command's options.
@@ -84,6 +87,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.admin(ctx, rest)
 	case "demo":
 		return c.demo(ctx, rest)
+	case "proxy-config":
+		return c.proxyConfig(rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(c.stdout, usageText)
 		return exitOK
