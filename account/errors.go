@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// Domain errors. Callers test them with errors.Is; MatrixError (package
-// account, errmap.go) is the one place that turns them into Matrix errors.
+// Domain errors. Callers test them with errors.Is; package httperr is the one
+// place that turns them into what a client sees.
 var (
 	// ErrMissingCode: no code was given.
 	ErrMissingCode = errors.New("account: no code given")

@@ -1,4 +1,4 @@
-// Package gateway is the HTTP front placed before a homeserver's client API: it
-// routes, streams every other request through, intercepts /login and the UIA
-// endpoints to add the second factor, and serves the 2FA pages.
+// Package gateway is the HTTP front placed before a homeserver's client API: one
+// table of every route it serves, the JSON interception (/login, the guarded UIA
+// endpoints, /account/two-factor), and everything else streamed through untouched.
 package gateway

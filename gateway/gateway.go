@@ -17,6 +17,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/held"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/pages"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
@@ -61,6 +62,9 @@ type Config struct {
 	// itself; PassThroughBodyTimeout that of a request streamed through.
 	BodyTimeout            time.Duration
 	PassThroughBodyTimeout time.Duration
+	// PublicBaseURL is the URL clients reach the gateway at ("" when not
+	// configured): an https one marks every cookie Secure.
+	PublicBaseURL string
 	// AdminAPI passes the homeserver's admin APIs (/_synapse/admin,
 	// /_dendrite/admin) through; off, they are refused (403).
 	AdminAPI bool
@@ -158,7 +162,8 @@ func New(o Options) *Gateway {
 	g.held = held.New(held.Config{LoginTTL: o.Config.LoginTTL, TokenTTL: o.Config.TokenTTL, MaxPerUser: o.Config.MaxHeld,
 		SweepInterval: o.Config.SweepInterval}, o.Homeserver, o.Store, o.Box, g.engine, o.Logger, o.Now)
 	g.pages = pages.New(pages.Deps{Config: pages.Config{SSOProviderID: o.Config.SSOProviderID, SSOProviderName: o.Config.SSOProviderName,
-		RedirectAllowlist: o.Config.RedirectAllowlist, FallbackCompletesLogin: o.Config.FallbackCompletesLogin},
+		RedirectAllowlist: o.Config.RedirectAllowlist, FallbackCompletesLogin: o.Config.FallbackCompletesLogin,
+		PublicBaseURL: o.Config.PublicBaseURL},
 		Engine: g.engine, Accounts: o.Accounts, HS: o.Homeserver, Held: g.held, Store: o.Store, Box: o.Box,
 		Proxies: o.Config.TrustedProxies, Upstream: g.proxy, Now: o.Now})
 	g.router = g.routes()
@@ -253,7 +258,7 @@ func (g *Gateway) Handler() http.Handler {
 			l.WithFields(logrus.Fields{"status": rec.Status, "duration_ms": time.Since(start).Milliseconds()}).Debug("request")
 		}()
 		if !g.cfg.AdminAPI && isAdminAPI(r.URL.Path) {
-			httpx.WriteMatrixError(rec, mautrix.MForbidden.WithMessage("The homeserver's admin API is not served through the 2FA gateway"))
+			httpx.WriteError(rec, r, httperr.ErrAdminAPI)
 			return
 		}
 		routed := false
@@ -270,7 +275,7 @@ func (g *Gateway) Handler() http.Handler {
 			if guarded.MatchString(r.URL.Path) && (!matched || m.MatchErr == mux.ErrNotFound || r.Method != strings.ToUpper(r.Method)) {
 				// Under a prefix no homeserver serves, or a method in another
 				// case (which some servers would take as the same method).
-				httpx.WriteMatrixError(rec, mautrix.MUnrecognized.WithMessage("Unrecognized request"))
+				httpx.WriteError(rec, r, httperr.ErrUnrecognized)
 				return
 			}
 			routed = matched && m.MatchErr == nil

@@ -13,6 +13,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/held"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
@@ -63,7 +64,7 @@ func (g *Gateway) redeemLoginToken(w http.ResponseWriter, r *http.Request, login
 	case errors.Is(err, held.ErrNotOurs):
 		return false
 	case errors.Is(err, held.ErrExpiredToken):
-		httpx.WriteMatrixError(w, mautrix.MForbidden.WithMessage("Invalid login token"))
+		httpx.WriteError(w, r, httperr.ErrInvalidLoginToken)
 		return true
 	case err != nil:
 		httpx.WriteError(w, r, err)
@@ -203,7 +204,7 @@ func (g *Gateway) holdLogin(w http.ResponseWriter, r *http.Request, typ string, 
 	var login mautrix.RespLogin
 	if err := json.Unmarshal(resp.Body, &login); err != nil || login.UserID == "" || login.AccessToken == "" {
 		httpx.Logger(r).WithField("login_type", typ).Error("homeserver answered a login with 200 but no user_id or access_token; refused")
-		httpx.WriteMatrixError(w, mautrix.MUnknown.WithMessage("Unexpected answer from the homeserver").WithStatus(http.StatusBadGateway))
+		httpx.WriteError(w, r, httperr.ErrUpstreamAnswer)
 		return
 	}
 	g.learnServerName(string(login.UserID))

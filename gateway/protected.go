@@ -130,7 +130,7 @@ func (g *Gateway) readGuarded(w http.ResponseWriter, r *http.Request, ep guarded
 		g.learnServerName(string(who.UserID))
 		q.owner = string(who.UserID)
 	case !ep.NoToken:
-		return q, mautrix.MMissingToken.WithMessage("Missing access token")
+		return q, httperr.ErrMissingToken
 	}
 	_, obj, err := httpx.ReadObject(w, r)
 	if err != nil {

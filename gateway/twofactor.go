@@ -7,7 +7,6 @@ import (
 	"net/http"
 
 	"github.com/sirupsen/logrus"
-	"maunium.net/go/mautrix"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/flows"
@@ -30,7 +29,7 @@ func (g *Gateway) authed(h authedHandler) http.HandlerFunc {
 			return
 		}
 		if tok == "" {
-			httpx.WriteMatrixError(w, mautrix.MMissingToken.WithMessage("Missing access token"))
+			httpx.WriteError(w, r, httperr.ErrMissingToken)
 			return
 		}
 		who, err := g.hs.WhoAmI(r.Context(), tok)

@@ -61,6 +61,9 @@ type Options struct {
 	// dropped (Forwarded). Enable it only when the gateway sits behind a reverse
 	// proxy that sets them; otherwise a client could forge its address.
 	TrustForwardedHeaders bool
+	// TrustForwarded, when set, decides per request instead (true for a
+	// request from a trusted reverse proxy).
+	TrustForwarded func(*http.Request) bool
 }
 
 // Client talks to one homeserver's client-server API. It is safe for
@@ -72,7 +75,7 @@ type Client struct {
 	ttl       time.Duration
 	now       func() time.Time
 	log       logrus.FieldLogger
-	trustXFF  bool
+	trustXFF  func(*http.Request) bool
 
 	cache whoamiCache
 
@@ -132,7 +135,7 @@ func New(baseURL string, opts Options) (*Client, error) {
 		ttl:      opts.WhoAmITTL,
 		now:      opts.Now,
 		log:      opts.Logger,
-		trustXFF: opts.TrustForwardedHeaders,
+		trustXFF: trustFunc(opts),
 	}
 	if c.hc == nil {
 		t := newTransport()
@@ -327,4 +330,13 @@ func statusError(op string, resp *Response) error {
 		return re
 	}
 	return &UnexpectedStatusError{Op: op, StatusCode: resp.Status, ErrCode: re.ErrCode}
+}
+
+// trustFunc is the per-request trust decision of opts.
+func trustFunc(opts Options) func(*http.Request) bool {
+	if opts.TrustForwarded != nil {
+		return opts.TrustForwarded
+	}
+	all := opts.TrustForwardedHeaders
+	return func(*http.Request) bool { return all }
 }

@@ -51,7 +51,8 @@ func (c *Client) Proxy() http.Handler {
 func (c *Client) setForwarded(out http.Header, in *http.Request) {
 	var prior []string
 	out.Del("Forwarded")
-	if c.trustXFF {
+	trust := c.trustXFF(in)
+	if trust {
 		prior = in.Header.Values("X-Forwarded-For")
 		if v := in.Header.Values("Forwarded"); len(v) > 0 {
 			out["Forwarded"] = append([]string(nil), v...)
@@ -68,7 +69,7 @@ func (c *Client) setForwarded(out http.Header, in *http.Request) {
 	if in.TLS != nil {
 		proto = "https"
 	}
-	if c.trustXFF {
+	if trust {
 		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
 			host = v
 		}

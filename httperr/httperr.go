@@ -28,6 +28,18 @@ var (
 	// ErrHeldLoginHere: a held /login opened on a fallback page that may not
 	// complete it.
 	ErrHeldLoginHere = errors.New("httperr: held login on the fallback page")
+	// ErrUnrecognized: a guarded path under a prefix or in a spelling no
+	// homeserver serves.
+	ErrUnrecognized = errors.New("httperr: unrecognized request")
+	// ErrAdminAPI: the homeserver's admin API, not served through the gateway.
+	ErrAdminAPI = errors.New("httperr: homeserver admin API")
+	// ErrMissingToken: an endpoint that needs an access token got none.
+	ErrMissingToken = errors.New("httperr: missing access token")
+	// ErrInvalidLoginToken: a login token of the gateway's, expired.
+	ErrInvalidLoginToken = errors.New("httperr: invalid login token")
+	// ErrUpstreamAnswer: the homeserver answered in a way the gateway cannot
+	// check (a 200 login without user_id or access_token): refused.
+	ErrUpstreamAnswer = errors.New("httperr: unexpected answer from the homeserver")
 )
 
 // MMissingParam is the Matrix error mautrix does not predefine.
@@ -71,6 +83,11 @@ var table = []row{
 	{canonical.ErrBadField, mautrix.MBadJSON.WithMessage("A field is missing or has the wrong type"), ""},
 	{ErrAmbiguousToken, mautrix.MMissingToken.WithMessage("Give the access token once: in the Authorization header or in access_token, not both"), ""},
 	{ErrIdentityAssertion, mautrix.MForbidden.WithMessage("Acting as another user (user_id, device_id) is not possible on this endpoint"), ""},
+	{ErrUnrecognized, mautrix.MUnrecognized.WithMessage("Unrecognized request"), ""},
+	{ErrAdminAPI, mautrix.MForbidden.WithMessage("The homeserver's admin API is not served through the 2FA gateway"), ""},
+	{ErrMissingToken, mautrix.MMissingToken.WithMessage("Missing access token"), ""},
+	{ErrInvalidLoginToken, mautrix.MForbidden.WithMessage("Invalid login token"), ""},
+	{ErrUpstreamAnswer, mautrix.MUnknown.WithMessage("Unexpected answer from the homeserver").WithStatus(http.StatusBadGateway), ""},
 	{ErrNotJSON, mautrix.MNotJSON.WithMessage("Content not JSON"), "The form could not be read. Please try again."},
 	{ErrBadJSON, mautrix.MBadJSON.WithMessage("The request body has the wrong shape"), "The form could not be read. Please try again."},
 	{ErrTooLarge, mautrix.MTooLarge.WithMessage("The request body is too large"), "The form is too large."},

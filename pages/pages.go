@@ -57,6 +57,9 @@ type Config struct {
 	RedirectAllowlist []string
 	// FallbackCompletesLogin lets the fallback page complete a held /login.
 	FallbackCompletesLogin bool
+	// PublicBaseURL is the URL clients reach the gateway at ("" when not
+	// configured); an https one makes every cookie Secure.
+	PublicBaseURL string
 }
 
 // Deps are the pages' dependencies.

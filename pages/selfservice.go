@@ -118,14 +118,18 @@ func selfStoreID(cookie string) string {
 	return "web:" + base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-func secureRequest(r *http.Request) bool {
-	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+// secure reports whether r reached the gateway over https: directly, through
+// a trusted proxy that says so, or by the configured public URL. Cookies are
+// then marked Secure.
+func (p *Pages) secure(r *http.Request) bool {
+	return r.TLS != nil || strings.HasPrefix(p.cfg.PublicBaseURL, "https://") ||
+		(p.proxies.TrustedPeer(r) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
 }
 
-func setSelfCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
+func (p *Pages) setSelfCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
 		Name: name, Value: value, Path: SelfServicePath, MaxAge: maxAge,
-		HttpOnly: true, Secure: secureRequest(r), SameSite: http.SameSiteStrictMode,
+		HttpOnly: true, Secure: p.secure(r), SameSite: http.SameSiteStrictMode,
 	})
 }
 
@@ -165,7 +169,7 @@ func (p *Pages) newSelfSession(ctx context.Context, w http.ResponseWriter, r *ht
 		return nil, err
 	}
 	// The cookie lives in the browser for the session; the server decides.
-	setSelfCookie(w, r, selfSessionCookie, cookie, 0)
+	p.setSelfCookie(w, r, selfSessionCookie, cookie, 0)
 	return &selfSession{storeID: s.ID, userID: userID, data: d, expires: s.ExpiresAt}, nil
 }
 
@@ -176,12 +180,12 @@ func (p *Pages) saveSelfSession(ctx context.Context, s *selfSession) error {
 
 // preCookie returns the pre-session cookie the sign-in form's CSRF token is
 // bound to, setting a new one when the browser has none.
-func preCookie(w http.ResponseWriter, r *http.Request) string {
+func (p *Pages) preCookie(w http.ResponseWriter, r *http.Request) string {
 	if c, err := r.Cookie(selfPreCookie); err == nil && c.Value != "" && len(c.Value) <= 100 {
 		return c.Value
 	}
 	v := httpx.RandomToken(32)
-	setSelfCookie(w, r, selfPreCookie, v, 0)
+	p.setSelfCookie(w, r, selfPreCookie, v, 0)
 	return v
 }
 
@@ -193,7 +197,7 @@ func (p *Pages) renderSelf(w http.ResponseWriter, r *http.Request, status int, s
 		csrf = p.csrf.token(selfCSRFPurpose, s.storeID, p.now())
 		v.User = s.userID
 	} else {
-		csrf = p.csrf.token(selfPreCSRFPurpose, preCookie(w, r), p.now())
+		csrf = p.csrf.token(selfPreCSRFPurpose, p.preCookie(w, r), p.now())
 		v.User = ""
 	}
 	if v.View == "" {
@@ -232,7 +236,7 @@ func (p *Pages) SelfGet(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s == nil:
 		if _, err := r.Cookie(selfSessionCookie); err == nil {
-			setSelfCookie(w, r, selfSessionCookie, "", -1)
+			p.setSelfCookie(w, r, selfSessionCookie, "", -1)
 		}
 		p.renderSelf(w, r, http.StatusOK, nil, selfView{View: "signin"}, "")
 	case s.data.Stage == stagePassword:
@@ -316,7 +320,7 @@ func (p *Pages) selfSessionFor(w http.ResponseWriter, r *http.Request) (*selfSes
 	case err != nil:
 		p.selfInternal(w, r, nil, err)
 	case s == nil:
-		setSelfCookie(w, r, selfSessionCookie, "", -1)
+		p.setSelfCookie(w, r, selfSessionCookie, "", -1)
 		p.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgEnded)
 	case !p.csrf.check(selfCSRFPurpose, s.storeID, r.PostForm.Get("csrf"), p.now()) && s.data.Stage == stagePassword:
 		p.renderSelf(w, r, http.StatusForbidden, s, selfView{View: "code"}, msgCSRF)
@@ -432,7 +436,7 @@ func (p *Pages) selfSecondFactor(w http.ResponseWriter, r *http.Request, s *self
 	}
 	if _, err := p.store.TakeSession(r.Context(), s.storeID); err != nil {
 		// Taken concurrently (another tab, sign-out): this one lost.
-		setSelfCookie(w, r, selfSessionCookie, "", -1)
+		p.setSelfCookie(w, r, selfSessionCookie, "", -1)
 		p.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgEnded)
 		return
 	}
@@ -475,7 +479,7 @@ func (p *Pages) renderLocked(w http.ResponseWriter, r *http.Request, s *selfSess
 
 func (p *Pages) selfSignOut(w http.ResponseWriter, r *http.Request, s *selfSession) {
 	p.store.TakeSession(r.Context(), s.storeID)
-	setSelfCookie(w, r, selfSessionCookie, "", -1)
+	p.setSelfCookie(w, r, selfSessionCookie, "", -1)
 	httpx.Logger(r).Info("self-service: signed out")
 	http.Redirect(w, r, SelfServicePath, http.StatusSeeOther)
 }

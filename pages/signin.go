@@ -198,7 +198,7 @@ func (p *Pages) signinCookie(w http.ResponseWriter, r *http.Request) (value stri
 	}
 	v := httpx.RandomToken(16)
 	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: v, Path: "/_matrix/client/", HttpOnly: true,
-		SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")})
+		SameSite: http.SameSiteLaxMode, Secure: p.secure(r)})
 	return v, true
 }
 

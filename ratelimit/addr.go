@@ -41,6 +41,17 @@ func (p Proxies) trusted(a netip.Addr) bool {
 	return false
 }
 
+// TrustedPeer reports whether r comes from a trusted proxy (whose
+// X-Forwarded-* headers may then be believed).
+func (p Proxies) TrustedPeer(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && p.trusted(addr)
+}
+
 // ClientAddr returns r's client address: the connection's peer, or, while
 // that peer is a trusted proxy, the address it names last in
 // X-Forwarded-For (read right to left, skipping trusted proxies). An

@@ -82,3 +82,17 @@ func TestClientAddr(t *testing.T) {
 		t.Error("ParseProxies accepted garbage")
 	}
 }
+
+func TestTrustedPeer(t *testing.T) {
+	p, err := ParseProxies([]string{"127.0.0.0/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for remote, want := range map[string]bool{"127.0.0.1:80": true, "[::ffff:127.0.0.2]:80": true, "10.0.0.1:80": false, "garbage": false} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		if got := p.TrustedPeer(r); got != want {
+			t.Errorf("TrustedPeer(%s) = %v; want %v", remote, got, want)
+		}
+	}
+}

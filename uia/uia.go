@@ -17,7 +17,7 @@ import (
 )
 
 // Errors returned by the engine. The gateway maps them to Matrix errors in one
-// place (flows.MatrixError).
+// place (httperr).
 var (
 	// ErrUnknownSession: no such session, or it has expired or been used.
 	ErrUnknownSession = errors.New("uia: unknown or expired session")

@@ -85,7 +85,7 @@ func openStore(ctx context.Context, cfg config.Config) (storage.Store, error) {
 // against the database, recovering an interrupted rotation (see openCore).
 func loadKey(ctx context.Context, store storage.Store, cfg config.Config, log *logrus.Logger) (*account.SecretBox, error) {
 	if cfg.Key != "" {
-		box, err := boxFromKey(cfg.Key)
+		box, err := account.BoxFromKey(cfg.Key)
 		if err != nil {
 			return nil, fmt.Errorf("config key: %w", err)
 		}
@@ -124,7 +124,7 @@ func loadKey(ctx context.Context, store storage.Store, cfg config.Config, log *l
 	if !errors.Is(checkErr, account.ErrWrongKey) {
 		return nil, checkErr
 	}
-	newBox, err := recoverRotation(ctx, store, path, log)
+	newBox, err := account.RecoverRotation(ctx, store, path, log)
 	if err != nil {
 		return nil, err
 	}
@@ -138,62 +138,9 @@ func loadKey(ctx context.Context, store storage.Store, cfg config.Config, log *l
 	return newBox, nil
 }
 
-// recoverRotation finishes a rotation that committed in the database but did
-// not rename "<path>.new" to path. It returns nil, nil when there is no such
-// file or its key does not match the database either.
-func recoverRotation(ctx context.Context, store storage.Store, path string, log *logrus.Logger) (*account.SecretBox, error) {
-	newPath := path + ".new"
-	data, err := os.ReadFile(newPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	box, err := boxFromKey(string(data))
-	if err != nil {
-		return nil, nil // a damaged leftover, not the rotated key
-	}
-	if err := account.CheckKey(ctx, store, box); err != nil {
-		return nil, nil
-	}
-	if err := os.Rename(newPath, path); err != nil {
-		return nil, fmt.Errorf("finish interrupted key rotation: %w", err)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return nil, fmt.Errorf("finish interrupted key rotation: %w", err)
-	}
-	log.WithField("key_file", path).WithField("key_id", box.KeyID()).
-		Warn("finished an interrupted key rotation: the database uses the key from " + filepath.Base(newPath) + ", moved it over the key file")
-	return box, nil
-}
-
-// boxFromKey parses a base64 master key and derives its secret box.
-func boxFromKey(s string) (*account.SecretBox, error) {
-	key, err := account.ParseKey(s)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(key)
-	return account.NewSecretBox(key)
-}
-
 // wrongKeyError explains a key that does not match the database; it wraps
 // err (and so account.ErrWrongKey).
 func wrongKeyError(source string, box *account.SecretBox, err error) error {
 	return fmt.Errorf("the encryption key does not match the database: %s has key ID %s (%w); "+
 		"refusing to start with a wrong key, configure the key the database was encrypted with", source, box.KeyID(), err)
-}
-
-// syncDir makes a rename or file creation in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -16,11 +16,12 @@ import (
 // what it runs in the background (the sweeper of expired held logins); it is
 // called after the server has shut down.
 func newHandler(core *core, cfg config.Config, log *logrus.Logger) (http.Handler, func(), error) {
-	hs, err := homeserver.New(cfg.Homeserver, homeserver.Options{WhoAmITTL: cfg.WhoAmITTL, Logger: log})
+	proxies, err := ratelimit.ParseProxies(cfg.Server.TrustedProxies)
 	if err != nil {
 		return nil, nil, err
 	}
-	proxies, err := ratelimit.ParseProxies(cfg.Server.TrustedProxies)
+	hs, err := homeserver.New(cfg.Homeserver, homeserver.Options{WhoAmITTL: cfg.WhoAmITTL, Logger: log,
+		TrustForwarded: proxies.TrustedPeer})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -41,6 +42,7 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger) (http.Handler
 			BodyTimeout:            cfg.Server.BodyTimeout,
 			PassThroughBodyTimeout: cfg.Server.PassThroughBodyTimeout,
 			AdminAPI:               cfg.AdminAPI,
+			PublicBaseURL:          cfg.PublicBaseURL,
 		},
 		Homeserver: hs,
 		Accounts:   core.svc,
