@@ -14,6 +14,10 @@ import (
 	"maunium.net/go/mautrix"
 )
 
+// StatusClientClosed is the status logged for a request whose client went
+// away before the homeserver answered (nginx's 499).
+const StatusClientClosed = 499
+
 // errUnreachable is what a client sees when the homeserver cannot be reached.
 var errUnreachable = mautrix.RespError{
 	ErrCode:    mautrix.MUnknown.ErrCode,
@@ -137,10 +141,14 @@ func (c *Client) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	entry := c.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "error": err})
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client closed the request (a /sync long-poll, say): nobody
+		// reads the answer; 499 (nginx's "client closed request") keeps the
+		// access log from reading it as a homeserver failure.
 		entry.Debug("proxy: client went away")
-	} else {
-		entry.Warn("proxy: homeserver unreachable")
+		w.WriteHeader(StatusClientClosed)
+		return
 	}
+	entry.Warn("proxy: homeserver unreachable")
 	errUnreachable.Write(w)
 }
 

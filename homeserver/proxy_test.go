@@ -323,3 +323,32 @@ func TestWithOriginForwardsClientAddress(t *testing.T) {
 		t.Fatalf("X-Forwarded-For sent = %q; want the client's address with the origin context, none without", got)
 	}
 }
+
+// TestProxyClientGoneIs499: a client that closes a long-poll before the
+// homeserver answers is logged as 499 (client closed), not 502.
+func TestProxyClientGoneIs499(t *testing.T) {
+	release := make(chan struct{})
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer upstream.Close()
+	defer close(release)
+	c := newClient(t, upstream.URL, homeserver.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequest(http.MethodGet, "/_matrix/client/v3/sync?timeout=30000", nil).WithContext(ctx)
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { c.Proxy().ServeHTTP(rec, req); close(done) }()
+	time.AfterFunc(50*time.Millisecond, cancel)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("proxy did not return after the client went away")
+	}
+	if rec.Code != homeserver.StatusClientClosed {
+		t.Fatalf("status %d; want %d", rec.Code, homeserver.StatusClientClosed)
+	}
+}

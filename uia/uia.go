@@ -289,19 +289,32 @@ func (e *Engine) Finish(ctx context.Context, s *Session) (*Session, error) {
 	return &Session{taken}, nil
 }
 
+// Flow is one flow of a challenge.
+type Flow struct {
+	Stages []string `json:"stages"`
+}
+
+// Challenge is the 401 body of a UIA round. Flows, params, session and
+// completed are always there (the contract: spec/protocol.md); errcode and
+// error only for a failed stage.
+type Challenge struct {
+	Flows     []Flow         `json:"flows"`
+	Params    map[string]any `json:"params"`
+	Session   string         `json:"session"`
+	Completed []string       `json:"completed"`
+	ErrCode   string         `json:"errcode,omitempty"`
+	Error     string         `json:"error,omitempty"`
+}
+
 // Challenge is the 401 body for s. A non-nil failure adds its errcode and
 // error, as the spec has it for a failed stage.
-func (e *Engine) Challenge(s *Session, failure *mautrix.RespError) *mautrix.RespUserInteractive {
-	out := &mautrix.RespUserInteractive{Session: s.ID, Completed: append([]string{}, s.Completed...)}
+func (e *Engine) Challenge(s *Session, failure *mautrix.RespError) *Challenge {
+	out := &Challenge{Flows: []Flow{}, Params: map[string]any{}, Session: s.ID, Completed: append([]string{}, s.Completed...)}
 	for _, f := range s.Flows {
-		flow := mautrix.UIAFlow{}
-		for _, st := range f {
-			flow.Stages = append(flow.Stages, mautrix.AuthType(st))
-		}
-		out.Flows = append(out.Flows, flow)
+		out.Flows = append(out.Flows, Flow{Stages: append([]string{}, f...)})
 	}
-	var params map[mautrix.AuthType]any
-	if err := json.Unmarshal(s.Params, &params); err == nil && len(params) > 0 {
+	var params map[string]any
+	if err := json.Unmarshal(s.Params, &params); err == nil && params != nil {
 		out.Params = params
 	}
 	if failure != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
+
 	"github.com/matrix-2fa/matrix-2fa/storage/sqlite"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
@@ -217,5 +219,32 @@ func TestFlowsChangedSinceStart(t *testing.T) {
 	}
 	if _, err := e.Authorize(ctx, req, flows, auth("c", step.Session.ID, "ok")); !errors.Is(err, uia.ErrSessionMismatch) {
 		t.Fatalf("stale session = %v; want ErrSessionMismatch", err)
+	}
+}
+
+// TestChallengeHasAllFields: every 401 body has flows, params, session and
+// completed, also when params and completed are empty; errcode and error only
+// for a failed stage.
+func TestChallengeHasAllFields(t *testing.T) {
+	e, _ := newEngine(t)
+	s, err := e.Start(context.Background(), uia.Request{Method: "POST", Path: "/x", UserID: "@a:b"}, [][]string{{"m.login.dummy"}}, "", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, failure := range map[string]*mautrix.RespError{"plain": nil, "failed": {ErrCode: "M_FORBIDDEN", Err: "no"}} {
+		b, err := json.Marshal(e.Challenge(s, failure))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]json.RawMessage
+		json.Unmarshal(b, &got)
+		for _, k := range []string{"flows", "params", "session", "completed"} {
+			if v, ok := got[k]; !ok || string(v) == "null" {
+				t.Errorf("%s: %s missing or null in %s", name, k, b)
+			}
+		}
+		if _, has := got["errcode"]; has != (failure != nil) {
+			t.Errorf("%s: errcode present = %v in %s", name, has, b)
+		}
 	}
 }
