@@ -44,6 +44,13 @@ type Config struct {
 	ForbidBarePassword bool
 	// SweepInterval is how often expired held logins are logged out upstream.
 	SweepInterval time.Duration
+	// PasswordWithCode accepts the TOTP code typed right after the password
+	// (on /login and in the homeserver's password stage) from clients that
+	// know nothing else.
+	PasswordWithCode bool
+	// HidePasswordFlow leaves m.login.password out of GET /login, so clients
+	// that can do SSO offer only "Sign in with 2FA".
+	HidePasswordFlow bool
 	// MaxHeld is how many held logins (password right, second factor
 	// pending) a user may have at once; a new one retires the oldest.
 	MaxHeld int

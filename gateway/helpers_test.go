@@ -213,7 +213,12 @@ func (e *env) code(u *enrolled) string {
 // enrol registers a user and turns 2FA on through the gateway's endpoints.
 func (e *env) enrol(localpart string) *enrolled {
 	e.t.Helper()
-	u := tesths.RegisterUser(e.t, e.hs, localpart)
+	return e.enrolUser(tesths.RegisterUser(e.t, e.hs, localpart))
+}
+
+// enrolUser turns 2FA on for u through the gateway's endpoints.
+func (e *env) enrolUser(u *dendrite.User) *enrolled {
+	e.t.Helper()
 	const path = "/_matrix/client/v3/account/two-factor/totp"
 	ch := e.gw("POST", path, u.AccessToken, map[string]any{})
 	expect(e.t, ch, 401, "")

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
+	"strconv"
 
 	"maunium.net/go/mautrix"
 
@@ -36,6 +38,9 @@ func (g *Gateway) handleLoginFlows(w http.ResponseWriter, r *http.Request) {
 	}
 	idp := map[string]any{"id": g.cfg.SSOProviderID, "name": g.cfg.SSOProviderName}
 	hasSSO, hasToken := false, false
+	if g.cfg.HidePasswordFlow {
+		body.Flows = slices.DeleteFunc(body.Flows, func(f map[string]any) bool { return f["type"] == "m.login.password" })
+	}
 	for _, f := range body.Flows {
 		switch f["type"] {
 		case "m.login.sso":
@@ -129,6 +134,9 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
+	if resp.Status == http.StatusForbidden && g.loginWithCode(w, r, login) {
+		return
+	}
 	if resp.Status != http.StatusOK || login.Type == canonical.LoginAppservice {
 		httpx.CopyResponse(w, resp)
 		return
@@ -215,7 +223,7 @@ func (g *Gateway) holdLogin(w http.ResponseWriter, r *http.Request, typ string, 
 		return
 	}
 	if err == nil && g.cfg.ForbidBarePassword {
-		err = mautrix.MForbidden.WithMessage("Two-factor authentication is enabled for this account: use \"%s\"", g.cfg.SSOProviderName)
+		err = mautrix.MForbidden.WithMessage("%s", g.barePasswordHint())
 	}
 	var s *uia.Session
 	if err == nil {
@@ -267,4 +275,13 @@ func (g *Gateway) continueLogin(w http.ResponseWriter, r *http.Request, a *uia.A
 	}
 	l.Info("login released after the second factor")
 	httpx.WriteRawJSON(w, http.StatusOK, body)
+}
+
+// barePasswordHint tells a user with 2FA who gave only a password what to do.
+func (g *Gateway) barePasswordHint() string {
+	hint := "Two-factor authentication is on for this account: choose \"Continue with " + g.cfg.SSOProviderName + "\""
+	if g.cfg.PasswordWithCode {
+		hint += ", or type your password followed by the " + strconv.Itoa(g.acc.Params().Digits) + "-digit code from your authenticator app"
+	}
+	return hint + "."
 }

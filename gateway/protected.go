@@ -237,6 +237,7 @@ func (g *Gateway) inFront(w http.ResponseWriter, r *http.Request, q *guardedRequ
 			return
 		}
 		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+	case !flows.SecondFactorDone(s) && g.stageWithCode(w, r, q, s):
 	case !flows.SecondFactorDone(s):
 		// A homeserver stage (or a bare session) before the second factor is
 		// never forwarded.

@@ -51,6 +51,9 @@ const (
 	signinCookie = "m2fa_signin"
 	// pageLoginMethod marks sign-in page logins waiting for their code.
 	pageLoginMethod = "SIGNIN"
+	// pendingDeviceName names the homeserver device of a sign-in until the
+	// client that redeems the login token names it.
+	pendingDeviceName = "Signing in (two-factor authentication pending)"
 	// genericSignInError is the one error for an unknown user, a wrong
 	// password and a wrong code.
 	genericSignInError = "Invalid username, password or code"
@@ -249,7 +252,7 @@ func (p *Pages) passwordLogin(r *http.Request, user, password string) (*mautrix.
 	if user == "" || password == "" {
 		return nil, errBadCredentials
 	}
-	login, err := p.hs.PasswordLogin(r.Context(), user, password, "", "")
+	login, err := p.hs.PasswordLogin(r.Context(), user, password, "", pendingDeviceName)
 	var re mautrix.RespError
 	if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 && re.StatusCode != http.StatusTooManyRequests {
 		httpx.Logger(r).WithField("errcode", re.ErrCode).Info("sign-in page: homeserver refused the password login")

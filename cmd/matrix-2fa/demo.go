@@ -106,7 +106,7 @@ Try it:
       curl -s -XPOST {{.GW}}/_matrix/client/v3/login \
         -d '{"auth":{"type":"m.login.2fa.totp","session":"SESSION","code":"'$(oathtool --totp -b $SECRET)'"}}'
 
- 3. Point Element (or any client) at {{.GW}} as the homeserver: "Sign in with 2FA" is offered,
+ 3. Point Element (or any client) at {{.GW}} as the homeserver: "Continue with two-factor sign-in" is offered,
     and deleting a device asks for the code through the fallback page before the password.
 
 Press Ctrl-C to stop; the homeserver and all data are deleted.

@@ -35,6 +35,8 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger) (http.Handler
 			RedirectAllowlist:      cfg.Login.RedirectAllowlist,
 			ForbidBarePassword:     cfg.Login.ForbidBarePassword,
 			MaxHeld:                cfg.Login.MaxHeldPerUser,
+			PasswordWithCode:       cfg.Login.PasswordWithCode,
+			HidePasswordFlow:       cfg.Login.HidePasswordFlow,
 			FallbackCompletesLogin: cfg.Login.FallbackCompletesLogin,
 			TrustedProxies:         proxies,
 			RateEvery:              cfg.RateLimit.Every,

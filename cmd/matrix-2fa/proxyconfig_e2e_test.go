@@ -299,8 +299,8 @@ func TestProxyConfigSplitRouting(t *testing.T) {
 	const mediaBody = "hello, media"
 	bigBody := strings.Repeat("x", 2<<20) // above nginx's default client_max_body_size (1m)
 	mustCheck := []splitCase{
-		{name: "login flows", method: "GET", path: "/_matrix/client/v3/login", status: 200, contains: "Sign in with 2FA"},
-		{name: "login flows, r0", method: "GET", path: "/_matrix/client/r0/login", status: 200, contains: "Sign in with 2FA"},
+		{name: "login flows", method: "GET", path: "/_matrix/client/v3/login", status: 200, contains: "two-factor sign-in"},
+		{name: "login flows, r0", method: "GET", path: "/_matrix/client/r0/login", status: 200, contains: "two-factor sign-in"},
 		{name: "login flows, api/v1", method: "GET", path: "/_matrix/client/api/v1/login"}, // Dendrite has no api/v1: 404 through the gateway
 		{name: "login flows, trailing slash", method: "GET", path: "/_matrix/client/v3/login/"},
 		{name: "login", method: "POST", path: "/_matrix/client/v3/login", body: `{"type":"m.login.password","identifier":{"type":"m.id.user","user":"nobody"},"password":"x"}`},

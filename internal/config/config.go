@@ -87,6 +87,10 @@ type Login struct {
 	// 403 M_FORBIDDEN pointing to "Sign in with 2FA", instead of the 401 login
 	// challenge, for deployments whose clients cannot do UIA on /login.
 	ForbidBarePassword bool `yaml:"forbid_bare_password"`
+	// PasswordWithCode accepts the TOTP code typed right after the password.
+	PasswordWithCode bool `yaml:"password_with_code"`
+	// HidePasswordFlow leaves m.login.password out of GET /login.
+	HidePasswordFlow bool `yaml:"hide_password_flow"`
 	// MaxHeldPerUser bounds a user's logins waiting for their second factor.
 	MaxHeldPerUser int `yaml:"max_held_per_user"`
 	// FallbackCompletesLogin lets the fallback page complete a held /login.
@@ -113,8 +117,8 @@ func Default() Config {
 		TwoFactor:         account.DefaultConfig(),
 		Login: Login{
 			SessionTTL: 5 * time.Minute, TokenTTL: 2 * time.Minute,
-			SSOProviderID: "matrix-2fa", SSOProviderName: "Sign in with 2FA",
-			MaxHeldPerUser: 3,
+			SSOProviderID: "matrix-2fa", SSOProviderName: "two-factor sign-in",
+			MaxHeldPerUser: 3, PasswordWithCode: true,
 		},
 		Server: Server{ReadHeaderTimeout: 10 * time.Second, BodyTimeout: 30 * time.Second,
 			PassThroughBodyTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,

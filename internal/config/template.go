@@ -89,7 +89,17 @@ login:
   # Lifetime of the single-use loginToken from the "Sign in with 2FA" page.
   token_ttl: {{q .Login.TokenTTL}}
   sso_provider_id: {{q .Login.SSOProviderID}}
+  # Clients show it as "Continue with <name>".
   sso_provider_name: {{q .Login.SSOProviderName}}
+  # Accept the authenticator code typed right after the password (on /login
+  # and in the password step of account changes) from clients that know only
+  # passwords (Element X by password, web clients' password dialogs). The
+  # password as typed is tried first, so passwords ending in digits keep
+  # working and a code is never counted or used up for a wrong password.
+  password_with_code: {{.Login.PasswordWithCode}}
+  # Leave m.login.password out of GET /login, so clients that can do SSO
+  # show only "Continue with <sso_provider_name>".
+  hide_password_flow: {{.Login.HidePasswordFlow}}
   # Clients the sign-in page may return to without asking, as URL prefixes,
   # e.g. "https://app.element.io/". Others need the user's confirmation.
   redirect_allowlist: {{q .Login.RedirectAllowlist}}
