@@ -21,7 +21,7 @@ die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 step "1/5 system packages"
 # oathtool, zbarimg: TOTP and QR decoding in tests; chromium + chromedriver:
 # browser tests; gcc: cgo for mattn/go-sqlite3; ca-certificates: module downloads.
-PACKAGES=(oathtool zbar-tools chromium chromium-driver ca-certificates gcc)
+PACKAGES=(oathtool zbar-tools chromium chromium-driver ca-certificates gcc prometheus)
 PACKAGES+=(postgresql-15) # storage/postgres tests, on a throwaway cluster (scripts/pg.sh)
 PACKAGES+=(nginx-light caddy) # split-routing tests: the generated proxy configs, run for real
 missing=()
