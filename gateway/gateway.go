@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"path"
 	"regexp"
@@ -115,6 +116,7 @@ type Gateway struct {
 	cfg    Config
 	hs     Homeserver
 	acc    Accounts
+	store  storage.Store
 	engine *uia.Engine
 	held   *held.Keeper
 	pages  *pages.Pages
@@ -161,7 +163,7 @@ func New(o Options) *Gateway {
 	if o.Config.PassThroughBodyTimeout <= 0 {
 		o.Config.PassThroughBodyTimeout = 10 * time.Minute
 	}
-	g := &Gateway{cfg: o.Config, hs: o.Homeserver, acc: o.Accounts, log: o.Logger, now: o.Now,
+	g := &Gateway{cfg: o.Config, hs: o.Homeserver, acc: o.Accounts, store: o.Store, log: o.Logger, now: o.Now,
 		proxy: o.Homeserver.Proxy(), proxies: o.Config.TrustedProxies, limiter: ratelimit.New(o.Config.RateEvery, o.Config.RateBurst)}
 	g.engine = uia.New(o.Store, o.Config.UIATTL,
 		flows.TOTPStage{V: o.Accounts}, flows.RecoveryStage{V: o.Accounts}, flows.PasswordStage{HS: o.Homeserver})
@@ -211,6 +213,7 @@ func (g *Gateway) table() []route {
 		{post, noPrefix, pages.SelfServicePath, g.limited(p.SelfPost)},
 		{get, noPrefix, pages.StaticPrefix + "{file}", pages.Static().ServeHTTP},
 		{get, noPrefix, "/health", g.handleHealth},
+		{get, noPrefix, "/ready", g.handleReady},
 	}
 	for _, ep := range guardedEndpoints {
 		t = append(t, route{[]string{ep.Method}, ep.Prefixes, ep.Path, g.handleGuarded(ep)})
@@ -317,4 +320,30 @@ func (g *Gateway) origin(r *http.Request) held.Origin {
 
 func (g *Gateway) handleHealth(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyTimeout bounds each dependency check of /ready.
+const readyTimeout = 2 * time.Second
+
+// handleReady is GET /ready: 200 when the database and the homeserver both
+// answer, else 503 saying which does not (a load balancer takes the replica
+// out until they do; nothing else waits on it).
+func (g *Gateway) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	out := map[string]string{"status": "ready", "database": "ok", "homeserver": "ok"}
+	status := http.StatusOK
+	if _, err := g.store.Meta(ctx, "key_check"); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		out["database"], status = "unavailable", http.StatusServiceUnavailable
+		httpx.Logger(r).WithError(err).Warn("ready: database")
+	}
+	resp, err := g.hs.Do(ctx, http.MethodGet, "/_matrix/client/versions", nil, nil)
+	if err != nil || resp.Status != http.StatusOK {
+		out["homeserver"], status = "unavailable", http.StatusServiceUnavailable
+		httpx.Logger(r).WithError(err).Warn("ready: homeserver")
+	}
+	if status != http.StatusOK {
+		out["status"] = "not ready"
+	}
+	httpx.WriteJSON(w, status, out)
 }

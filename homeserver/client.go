@@ -41,6 +41,10 @@ const (
 // is longer than MaxResponseBody.
 var ErrResponseTooLarge = errors.New("homeserver: response body larger than 1 MiB")
 
+// ErrUnreachable wraps a transport failure: the homeserver could not be
+// reached, or did not answer in full (a client that gave up is not one).
+var ErrUnreachable = errors.New("homeserver: unreachable")
+
 // Options configures a Client. The zero value is usable.
 type Options struct {
 	// HTTPClient sends every request except those of Proxy, which uses its
@@ -251,11 +255,17 @@ func (c *Client) Do(ctx context.Context, method, pathAndQuery string, header htt
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error would print the query
 		}
+		if ctx.Err() == nil {
+			err = errors.Join(ErrUnreachable, err)
+		}
 		return nil, fmt.Errorf("homeserver: %s: %w", op, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody+1))
 	if err != nil {
+		if ctx.Err() == nil {
+			err = errors.Join(ErrUnreachable, err)
+		}
 		return nil, fmt.Errorf("homeserver: %s: reading body: %w", op, err)
 	}
 	if len(data) > MaxResponseBody {

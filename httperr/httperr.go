@@ -11,6 +11,8 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
 
@@ -88,6 +90,10 @@ var table = []row{
 	{ErrMissingToken, mautrix.MMissingToken.WithMessage("Missing access token"), ""},
 	{ErrInvalidLoginToken, mautrix.MForbidden.WithMessage("Invalid login token"), ""},
 	{ErrUpstreamAnswer, mautrix.MUnknown.WithMessage("Unexpected answer from the homeserver").WithStatus(http.StatusBadGateway), ""},
+	{homeserver.ErrUnreachable, mautrix.MUnknown.WithMessage("The homeserver cannot be reached; try again shortly").WithStatus(http.StatusBadGateway),
+		"The homeserver cannot be reached. Please try again in a moment."},
+	{storage.ErrUnavailable, mautrix.MUnknown.WithMessage("The 2FA database is unavailable; try again shortly").WithStatus(http.StatusServiceUnavailable),
+		"The service is briefly unavailable. Please try again in a moment."},
 	{ErrNotJSON, mautrix.MNotJSON.WithMessage("Content not JSON"), "The form could not be read. Please try again."},
 	{ErrBadJSON, mautrix.MBadJSON.WithMessage("The request body has the wrong shape"), "The form could not be read. Please try again."},
 	{ErrTooLarge, mautrix.MTooLarge.WithMessage("The request body is too large"), "The form is too large."},

@@ -356,6 +356,7 @@ func TestRoutes(t *testing.T) {
 		{"POST", "/_matrix/client/unstable/org.matrix.msc3882/login/token", true},
 		// Outside the Matrix API.
 		{"GET", "/health", true},
+		{"GET", "/ready", true},
 		{"GET", "/_matrix2fa/", true},
 		{"POST", "/_matrix2fa/", true},
 		{"GET", "/_matrix2fa/static/{file}", true},

@@ -6,6 +6,11 @@ import (
 	"time"
 )
 
+// ErrUnavailable wraps an error of an engine that cannot reach its database
+// (connection refused or lost, the server shutting down): the request may
+// succeed later, nothing was written.
+var ErrUnavailable = errors.New("storage: database unavailable")
+
 // ErrNotFound is returned when the requested record does not exist (or, for a
 // pending enrolment, has expired or changed).
 var ErrNotFound = errors.New("storage: not found")
