@@ -14,6 +14,9 @@ var (
 	// ErrInvalidCode: the code is wrong, expired or already used. The wrapped
 	// text says which, for the log; clients always see the same message.
 	ErrInvalidCode = errors.New("account: invalid code")
+	// ErrReplayed: a code that was right but already used (it wraps
+	// ErrInvalidCode: clients see the same message).
+	ErrReplayed = fmt.Errorf("%w (replayed)", ErrInvalidCode)
 	// ErrNoPending: there is no pending enrolment, or it has expired.
 	ErrNoPending = errors.New("account: no pending enrolment")
 	// ErrNotEnabled: the user has no two-factor authentication enabled.

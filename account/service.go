@@ -127,6 +127,7 @@ func (c Config) params() Params {
 
 // Service is the 2FA domain over a Store and a SecretBox.
 type Service struct {
+	obs   Observer
 	store storage.Store
 	box   *SecretBox
 	cfg   Config
@@ -144,6 +145,23 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 
 // WithRand injects the randomness source (tests).
 func WithRand(r io.Reader) Option { return func(s *Service) { s.rand = r } }
+
+// Observer hears what happens to accounts, for metrics and notifications.
+// Its methods must return quickly and never fail the caller.
+type Observer interface {
+	// Attempt is one second-factor check: method "totp" or "recovery",
+	// result "success", "invalid", "replay" or "locked".
+	Attempt(method, result string)
+	// Event is one audit event of userID (a storage.Audit* kind).
+	Event(userID, kind, detail string)
+}
+
+// WithObserver sets the observer (none by default).
+func WithObserver(o Observer) Option { return func(s *Service) { s.obs = o } }
+
+// Observe sets the observer of a service built without one; call it before
+// the service is used.
+func (s *Service) Observe(o Observer) { s.obs = o }
 
 // WithLogger sets the logger.
 func WithLogger(l logrus.FieldLogger) Option { return func(s *Service) { s.log = l } }
@@ -276,7 +294,8 @@ func (s *Service) Confirm(ctx context.Context, userID, code string) ([]string, e
 // the last accepted step, which it advances atomically, so every code works at
 // most once even under concurrent requests. Errors: ErrMissingCode,
 // ErrNotEnabled, ErrInvalidCode (wrong or replayed), *LockedError.
-func (s *Service) VerifyTOTP(ctx context.Context, userID, code string) error {
+func (s *Service) VerifyTOTP(ctx context.Context, userID, code string) (err error) {
+	defer func() { s.observe("totp", err) }()
 	code = strings.TrimSpace(code)
 	if code == "" {
 		return ErrMissingCode
@@ -308,7 +327,7 @@ func (s *Service) VerifyTOTP(ctx context.Context, userID, code string) error {
 		}
 		if !advanced {
 			s.audit(ctx, userID, storage.AuditReplay, "totp")
-			return fmt.Errorf("%w: replayed TOTP code (step not newer than the last accepted)", ErrInvalidCode)
+			return fmt.Errorf("%w: TOTP code (step not newer than the last accepted)", ErrReplayed)
 		}
 		return nil
 	})
@@ -316,7 +335,8 @@ func (s *Service) VerifyTOTP(ctx context.Context, userID, code string) error {
 
 // VerifyRecovery checks and consumes one recovery code for userID. Errors:
 // ErrMissingCode, ErrNotEnabled, ErrInvalidCode (wrong or used), *LockedError.
-func (s *Service) VerifyRecovery(ctx context.Context, userID, code string) error {
+func (s *Service) VerifyRecovery(ctx context.Context, userID, code string) (err error) {
+	defer func() { s.observe("recovery", err) }()
 	if strings.TrimSpace(code) == "" {
 		return ErrMissingCode
 	}
@@ -327,7 +347,7 @@ func (s *Service) VerifyRecovery(ctx context.Context, userID, code string) error
 	}
 	now := s.now()
 	remaining := 0
-	err := s.attempt(ctx, userID, now, func() error {
+	err = s.attempt(ctx, userID, now, func() error {
 		norm, ok := normalizeRecovery(code)
 		if !ok {
 			return fmt.Errorf("%w: not a recovery code", ErrInvalidCode)
@@ -357,7 +377,7 @@ func (s *Service) VerifyRecovery(ctx context.Context, userID, code string) error
 		}
 		if !used {
 			s.audit(ctx, userID, storage.AuditReplay, "recovery")
-			return fmt.Errorf("%w: recovery code already used", ErrInvalidCode)
+			return fmt.Errorf("%w: recovery code already used", ErrReplayed)
 		}
 		remaining = set.Remaining() - 1
 		return nil
@@ -572,7 +592,28 @@ func (s *Service) RecordRefused(ctx context.Context, userID, detail string) {
 	s.audit(ctx, userID, storage.AuditRefused, detail)
 }
 
+// observe tells the observer how a check of method ended.
+func (s *Service) observe(method string, err error) {
+	if s.obs == nil || errors.Is(err, ErrMissingCode) || errors.Is(err, ErrNotEnabled) {
+		return
+	}
+	result := "success"
+	if _, locked := IsLocked(err); locked {
+		result = "locked"
+	} else if errors.Is(err, ErrReplayed) {
+		result = "replay"
+	} else if errors.Is(err, ErrInvalidCode) {
+		result = "invalid"
+	} else if err != nil {
+		return // not an answer about the code (the store failed)
+	}
+	s.obs.Attempt(method, result)
+}
+
 func (s *Service) audit(ctx context.Context, userID, kind, detail string) {
+	if s.obs != nil {
+		s.obs.Event(userID, kind, detail)
+	}
 	if err := s.store.AddAudit(ctx, storage.AuditEvent{UserID: userID, Kind: kind, Detail: detail, At: s.now()}); err != nil {
 		s.log.WithError(err).WithField("user_id", userID).WithField("event", kind).Error("writing audit event")
 		return

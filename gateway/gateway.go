@@ -20,6 +20,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/metrics"
 	"github.com/matrix-2fa/matrix-2fa/pages"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 	"github.com/matrix-2fa/matrix-2fa/storage"
@@ -109,6 +110,8 @@ type Options struct {
 	Box        pages.Sealer
 	Logger     logrus.FieldLogger
 	Now        func() time.Time
+	// Metrics records requests, held logins and UIA challenges (nil: none).
+	Metrics *metrics.Metrics
 }
 
 // Gateway is the HTTP front of matrix-2fa.
@@ -128,6 +131,7 @@ type Gateway struct {
 	// unauthenticated entry points.
 	proxies ratelimit.Proxies
 	limiter *ratelimit.Limiter
+	metrics *metrics.Metrics
 	// serverName is the homeserver's server name, learnt from the first user
 	// ID it reports (whoami, login); nil until then.
 	serverName atomic.Pointer[string]
@@ -164,12 +168,17 @@ func New(o Options) *Gateway {
 		o.Config.PassThroughBodyTimeout = 10 * time.Minute
 	}
 	g := &Gateway{cfg: o.Config, hs: o.Homeserver, acc: o.Accounts, store: o.Store, log: o.Logger, now: o.Now,
-		proxy: o.Homeserver.Proxy(), proxies: o.Config.TrustedProxies, limiter: ratelimit.New(o.Config.RateEvery, o.Config.RateBurst)}
+		proxy: o.Homeserver.Proxy(), proxies: o.Config.TrustedProxies, limiter: ratelimit.New(o.Config.RateEvery, o.Config.RateBurst), metrics: o.Metrics}
 	g.engine = uia.New(o.Store, o.Config.UIATTL,
 		flows.TOTPStage{V: o.Accounts}, flows.RecoveryStage{V: o.Accounts}, flows.PasswordStage{HS: o.Homeserver})
 	g.engine.SetClock(o.Now)
+	g.engine.OnStart(func(kind storage.SessionKind) {
+		if kind == storage.KindUIA || kind == storage.KindHeldLogin {
+			o.Metrics.UIAChallenge()
+		}
+	})
 	g.held = held.New(held.Config{LoginTTL: o.Config.LoginTTL, TokenTTL: o.Config.TokenTTL, MaxPerUser: o.Config.MaxHeld,
-		SweepInterval: o.Config.SweepInterval}, o.Homeserver, o.Store, o.Box, g.engine, o.Logger, o.Now)
+		SweepInterval: o.Config.SweepInterval, Observe: o.Metrics.HeldLogin}, o.Homeserver, o.Store, o.Box, g.engine, o.Logger, o.Now)
 	g.pages = pages.New(pages.Deps{Config: pages.Config{SSOProviderID: o.Config.SSOProviderID, SSOProviderName: o.Config.SSOProviderName,
 		RedirectAllowlist: o.Config.RedirectAllowlist, FallbackCompletesLogin: o.Config.FallbackCompletesLogin,
 		PublicBaseURL: o.Config.PublicBaseURL},
@@ -255,6 +264,7 @@ func (g *Gateway) Handler() http.Handler {
 		// client's address (the homeserver's rate limits then apply per client).
 		r = httpx.WithLogger(r.WithContext(g.hs.WithOrigin(r.Context(), r)), l)
 		rec := &httpx.StatusRecorder{ResponseWriter: w}
+		routed := false
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -265,13 +275,14 @@ func (g *Gateway) Handler() http.Handler {
 					httpx.WriteMatrixError(rec, mautrix.MUnknown.WithMessage("Internal server error").WithStatus(http.StatusInternalServerError))
 				}
 			}
-			l.WithFields(logrus.Fields{"status": rec.Status, "duration_ms": time.Since(start).Milliseconds()}).Debug("request")
+			took := time.Since(start)
+			g.metrics.HTTPRequest(routeClass(r.URL.Path, routed), rec.Status, took)
+			l.WithFields(logrus.Fields{"status": rec.Status, "duration_ms": took.Milliseconds()}).Debug("request")
 		}()
 		if !g.cfg.AdminAPI && isAdminAPI(r.URL.Path) {
 			httpx.WriteError(rec, r, httperr.ErrAdminAPI)
 			return
 		}
-		routed := false
 		if canon := path.Clean("/" + r.URL.Path); r.Method != http.MethodOptions && strings.HasPrefix(canon, "/_matrix/client/") {
 			if canon != r.URL.EscapedPath() && guarded.MatchString(canon) {
 				// A non-canonical spelling (double or leading slashes anywhere,
@@ -293,6 +304,23 @@ func (g *Gateway) Handler() http.Handler {
 		g.bodyDeadline(rec, r, routed)
 		g.router.ServeHTTP(rec, r)
 	})
+}
+
+// routeClass is a request's route class for metrics (a few fixed values).
+func routeClass(p string, routed bool) string {
+	switch {
+	case !routed:
+		return metrics.RoutePassthrough
+	case isPage(p):
+		return metrics.RoutePage
+	case strings.Contains(p, "/account/two-factor"):
+		return metrics.RouteTwoFactor
+	case strings.HasSuffix(p, "/login"):
+		return metrics.RouteLogin
+	case strings.HasPrefix(p, "/_matrix/client/"):
+		return metrics.RouteGuarded
+	}
+	return metrics.RouteOther
 }
 
 // isAdminAPI reports whether p (decoded) is under a homeserver admin API.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/matrix-2fa/matrix-2fa/internal/dendrite"
 	"github.com/matrix-2fa/matrix-2fa/internal/tesths"
+	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 )
 
@@ -226,7 +227,11 @@ func TestSelfServiceCSRF(t *testing.T) {
 }
 
 func TestSelfServiceCookieFlags(t *testing.T) {
-	e := newEnv(t)
+	// X-Forwarded-Proto counts only from a trusted proxy: the test client
+	// (on loopback) is one here.
+	e := newEnv(t, func(g *gatewayConfig, _ *accountConfig) {
+		g.TrustedProxies, _ = ratelimit.ParseProxies([]string{"127.0.0.0/8", "::1"})
+	})
 	u := tesths.RegisterUser(t, e.hs, "selfcookie")
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
@@ -534,6 +539,28 @@ func TestBrowserSelfService(t *testing.T) {
 	for _, k := range []string{storage.AuditEnrol, storage.AuditConfirm, storage.AuditRegenerate, storage.AuditDisable} {
 		if !seen[k] {
 			t.Errorf("no %q audit event after the browser run (have %v)", k, seen)
+		}
+	}
+}
+
+// TestForwardedProtoFromUntrustedPeer: X-Forwarded-Proto from a client that
+// is not a trusted proxy does not make cookies Secure (nor anything else).
+func TestForwardedProtoFromUntrustedPeer(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest("GET", e.srv.URL+selfPath, nil)
+	req.Header.Set("X-Forwarded-Proto", "https")
+	hr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Body.Close()
+	cookies := hr.Cookies()
+	if len(cookies) == 0 {
+		t.Fatal("no cookie set")
+	}
+	for _, c := range cookies {
+		if c.Secure {
+			t.Errorf("cookie %s Secure on the word of an untrusted peer", c.Name)
 		}
 	}
 }

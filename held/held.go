@@ -50,6 +50,8 @@ type Config struct {
 	MaxPerUser int
 	// SweepInterval is how often Run sweeps; default 10s.
 	SweepInterval time.Duration
+	// Observe, when set, hears "started", "released" and "expired".
+	Observe func(event string)
 }
 
 // Keeper keeps held logins.
@@ -138,7 +140,14 @@ func (k *Keeper) Hold(ctx context.Context, kind storage.SessionKind, userID stri
 		return nil, err
 	}
 	k.limit(ctx, userID)
+	k.observe("started")
 	return s, nil
+}
+
+func (k *Keeper) observe(event string) {
+	if k.cfg.Observe != nil {
+		k.cfg.Observe(event)
+	}
 }
 
 // Release consumes s and returns the login response it held: exactly once.
@@ -151,6 +160,7 @@ func (k *Keeper) Release(ctx context.Context, s *uia.Session) ([]byte, error) {
 	if err != nil {
 		return nil, errors.Join(errors.New("held: opening a held login"), err)
 	}
+	k.observe("released")
 	return env.Login, nil
 }
 
@@ -258,6 +268,7 @@ func (k *Keeper) Sweep(ctx context.Context) {
 		for _, s := range expired {
 			taken, err := k.store.TakeSession(ctx, s.ID)
 			if err == nil && IsHeld(taken.Kind) {
+				k.observe("expired")
 				requeued = k.retire(ctx, taken, k.log, "expired") || requeued
 			} // else another replica or request took it
 		}

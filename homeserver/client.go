@@ -68,6 +68,10 @@ type Options struct {
 	// TrustForwarded, when set, decides per request instead (true for a
 	// request from a trusted reverse proxy).
 	TrustForwarded func(*http.Request) bool
+	// Observe, when set, hears of every call: its operation ("login",
+	// "logout", "whoami", "device_name" or "forward"), duration and error
+	// (a transport failure or a 5xx).
+	Observe func(operation string, took time.Duration, err error)
 }
 
 // Client talks to one homeserver's client-server API. It is safe for
@@ -80,6 +84,7 @@ type Client struct {
 	now       func() time.Time
 	log       logrus.FieldLogger
 	trustXFF  func(*http.Request) bool
+	observe   func(string, time.Duration, error)
 
 	cache whoamiCache
 
@@ -140,6 +145,7 @@ func New(baseURL string, opts Options) (*Client, error) {
 		now:      opts.Now,
 		log:      opts.Logger,
 		trustXFF: trustFunc(opts),
+		observe:  opts.Observe,
 	}
 	if c.hc == nil {
 		t := newTransport()
@@ -224,6 +230,21 @@ func removeHopHeaders(h http.Header) {
 // an access token), and ErrResponseTooLarge (wrapped) for a body over
 // MaxResponseBody.
 func (c *Client) Do(ctx context.Context, method, pathAndQuery string, header http.Header, body []byte) (*Response, error) {
+	if c.observe == nil {
+		return c.do(ctx, method, pathAndQuery, header, body)
+	}
+	start := time.Now()
+	resp, err := c.do(ctx, method, pathAndQuery, header, body)
+	obsErr := err
+	if err == nil && resp.Status >= 500 {
+		obsErr = fmt.Errorf("homeserver: status %d", resp.Status)
+	}
+	path, _, _ := strings.Cut(pathAndQuery, "?")
+	c.observe(operation(method, path), time.Since(start), obsErr)
+	return resp, err
+}
+
+func (c *Client) do(ctx context.Context, method, pathAndQuery string, header http.Header, body []byte) (*Response, error) {
 	u, err := c.resolve(pathAndQuery)
 	if err != nil {
 		return nil, err
@@ -349,4 +370,19 @@ func trustFunc(opts Options) func(*http.Request) bool {
 	}
 	all := opts.TrustForwardedHeaders
 	return func(*http.Request) bool { return all }
+}
+
+// operation names a call for Options.Observe.
+func operation(method, path string) string {
+	switch {
+	case strings.HasSuffix(path, "/login"):
+		return "login"
+	case strings.HasSuffix(path, "/logout"):
+		return "logout"
+	case strings.HasSuffix(path, "/account/whoami"):
+		return "whoami"
+	case method == http.MethodPut && strings.Contains(path, "/devices/"):
+		return "device_name"
+	}
+	return "forward"
 }

@@ -142,6 +142,8 @@ type Engine struct {
 	ttl    time.Duration
 	now    func() time.Time
 	rand   io.Reader
+	// onStart hears of every session started.
+	onStart func(storage.SessionKind)
 }
 
 // New returns an engine whose sessions live for ttl.
@@ -152,6 +154,10 @@ func New(store storage.SessionStore, ttl time.Duration, stages ...Stage) *Engine
 	}
 	return e
 }
+
+// OnStart sets a function called with the kind of every session started
+// (for metrics); set it before the engine is used.
+func (e *Engine) OnStart(f func(storage.SessionKind)) { e.onStart = f }
 
 // SetClock injects the clock (tests).
 func (e *Engine) SetClock(now func() time.Time) { e.now = now }
@@ -199,6 +205,9 @@ func (e *Engine) Start(ctx context.Context, req Request, flows [][]string, id st
 		Completed: []string{}, Data: data, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := e.store.CreateSession(ctx, s); err != nil {
 		return nil, err
+	}
+	if e.onStart != nil {
+		e.onStart(kind)
 	}
 	return &Session{s}, nil
 }

@@ -9,19 +9,21 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/gateway"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/internal/config"
+	"github.com/matrix-2fa/matrix-2fa/metrics"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 )
 
 // newHandler returns the gateway's HTTP handler, and a function that stops
 // what it runs in the background (the sweeper of expired held logins); it is
-// called after the server has shut down.
-func newHandler(core *core, cfg config.Config, log *logrus.Logger) (http.Handler, func(), error) {
+// called after the server has shut down. m records metrics.
+func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Metrics) (http.Handler, func(), error) {
+	core.svc.Observe(observer{m})
 	proxies, err := ratelimit.ParseProxies(cfg.Server.TrustedProxies)
 	if err != nil {
 		return nil, nil, err
 	}
 	hs, err := homeserver.New(cfg.Homeserver, homeserver.Options{WhoAmITTL: cfg.WhoAmITTL, Logger: log,
-		TrustForwarded: proxies.TrustedPeer})
+		TrustForwarded: proxies.TrustedPeer, Observe: m.HomeserverCall})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -51,6 +53,7 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger) (http.Handler
 		Store:      core.store,
 		Box:        core.box,
 		Logger:     log,
+		Metrics:    m,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/matrix-2fa/matrix-2fa/internal/config"
+	"github.com/matrix-2fa/matrix-2fa/metrics"
 )
 
 // shutdownTimeout bounds how long serve waits for requests in flight.
@@ -50,7 +51,8 @@ func (c *cli) serveConfig(ctx context.Context, cfg config.Config, log *logrus.Lo
 	defer core.Close()
 	log.WithField("database", databaseName(cfg)).WithField("key_id", core.box.KeyID()).Info("database open, encryption key checked")
 
-	handler, release, err := newHandler(core, cfg, log)
+	m := metrics.New()
+	handler, release, err := newHandler(core, cfg, log, m)
 	if err != nil {
 		log.WithError(err).Error("cannot set up the HTTP handler")
 		return exitError
@@ -73,6 +75,15 @@ func (c *cli) serveConfig(ctx context.Context, cfg config.Config, log *logrus.Lo
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if cfg.Metrics.Listen != "" {
+		msrv, err := serveMetrics(cfg.Metrics.Listen, m, log)
+		if err != nil {
+			log.WithError(err).Error("cannot listen for metrics")
+			srv.Close()
+			return exitError
+		}
+		defer msrv.Close()
+	}
 	log.WithField("homeserver", cfg.Homeserver).Infof("listening on %s", ln.Addr())
 	if ready != nil {
 		ready(ln.Addr().String())
@@ -112,4 +123,18 @@ func databaseName(cfg config.Config) string {
 		return "postgres"
 	}
 	return "postgres://" + u.Host + u.Path
+}
+
+// serveMetrics serves /metrics on its own listener.
+func serveMetrics(addr string, m *metrics.Metrics, log *logrus.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	log.Infof("metrics on http://%s/metrics", ln.Addr())
+	return srv, nil
 }

@@ -46,6 +46,7 @@ type Config struct {
 	WhoAmITTL time.Duration  `yaml:"whoami_cache_ttl"`
 	Log       Log            `yaml:"log"`
 	Server    Server         `yaml:"server"`
+	Metrics   Metrics        `yaml:"metrics"`
 	RateLimit RateLimit      `yaml:"rate_limit"`
 	// AdminAPI passes the homeserver's admin APIs (/_synapse/admin,
 	// /_dendrite/admin) through the gateway; off they are refused.
@@ -62,6 +63,13 @@ type Server struct {
 	// TrustedProxies are addresses or CIDR prefixes of reverse proxies whose
 	// X-Forwarded-For names the client.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// Metrics configures the Prometheus listener.
+type Metrics struct {
+	// Listen is the address of the /metrics listener ("" turns it off);
+	// keep it off the public network.
+	Listen string `yaml:"listen"`
 }
 
 // RateLimit limits the unauthenticated entry points per client address.
@@ -238,6 +246,11 @@ func (c Config) Validate() []error {
 	}
 	if _, err := ratelimit.ParseProxies(c.Server.TrustedProxies); err != nil {
 		add("server.trusted_proxies: %v", err)
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			add("metrics.listen: %q is not host:port", c.Metrics.Listen)
+		}
 	}
 	if c.RateLimit.Burst < 0 || (c.RateLimit.Burst > 0 && c.RateLimit.Every <= 0) {
 		add("rate_limit: burst must be 0 (off) or positive with a positive every, not %d every %s", c.RateLimit.Burst, c.RateLimit.Every)

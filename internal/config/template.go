@@ -141,6 +141,13 @@ rate_limit:
   burst: {{.RateLimit.Burst}}
   every: {{q .RateLimit.Every}}
 
+# Prometheus metrics at http://<listen>/metrics (second-factor attempts,
+# lockouts, held logins, UIA challenges, enrolment changes, homeserver call and
+# request durations; no user IDs). Empty: off. Keep it on loopback or a
+# private network.
+metrics:
+  listen: {{q .Metrics.Listen}}
+
 # Pass the homeserver's admin APIs (/_synapse/admin, /_dendrite/admin) through.
 # Off: refused with 403 — an admin token through them bypasses 2FA for anyone
 # (e.g. Synapse's "login as user"); reach them on the homeserver's loopback port.
