@@ -249,9 +249,10 @@ func (g *Gateway) Router() *mux.Router { return g.router }
 
 // guarded matches paths of endpoints that must never reach the homeserver
 // unguarded under a version prefix the gateway does not route, or in another
-// letter case (homeservers route case-sensitively; a proxy might not) (the routes
+// letter case (homeservers route case-sensitively; a proxy might not), under
+// a version of one segment or two (unstable/<an MSC>) (the routes
 // cover every prefix a homeserver serves them under: endpoints.go).
-var guarded = regexp.MustCompile(`(?i)^/_matrix/client/(?:api/v1|unstable/org\.matrix\.msc3882|[^/]+)/(login|delete_devices|devices/[^/]+|account/password|account/deactivate|account/3pid|account/3pid/add|keys/device_signing/upload|login/get_token|login/token|account/two-factor(/.*)?)$`)
+var guarded = regexp.MustCompile(`(?i)^/_matrix/client/(?:[^/]+|[^/]+/[^/]+)/(login|delete_devices.*|devices/[^/]*|account/password|account/deactivate|account/3pid|account/3pid/add|keys/device_signing/upload|login/get_token|login/token|account/two-factor(/.*)?)$`)
 
 // Handler is the gateway's http.Handler: request logging, panic recovery,
 // path canonicalisation, then the routes.

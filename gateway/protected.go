@@ -186,26 +186,37 @@ func (g *Gateway) forward(r *http.Request, q *guardedRequest, auth json.RawMessa
 }
 
 // ownUIA guards an endpoint the homeserver may perform without UIA: the
-// gateway's own 2FA session, then the request without any auth dict.
+// gateway's own 2FA session, bound to the operation like the others, then
+// the request without any auth dict.
 func (g *Gateway) ownUIA(w http.ResponseWriter, r *http.Request, q *guardedRequest) {
+	ctx := r.Context()
 	req := uia.Request{Method: r.Method, Path: r.URL.Path, UserID: q.owner}
-	var a *uia.Auth
-	if q.auth != nil {
-		a = &uia.Auth{Type: q.auth.Type, Session: q.auth.Session}
-		if q.second != nil {
-			a = q.second
+	var s *uia.Session
+	var err error
+	if q.clientSession() == "" {
+		data, _ := json.Marshal(hsState{Operation: q.operation()})
+		s, err = g.engine.Start(ctx, req, flows.SecondFactorFlows(), "", data, 0)
+	} else {
+		s, err = g.loadGuarded(r, q, req)
+	}
+	if err == nil && q.second != nil {
+		if err = g.engine.Attempt(ctx, s, q.second); err != nil {
+			g.writeUIAError(w, r, s, err)
+			return
 		}
 	}
-	step, err := g.engine.Authorize(r.Context(), req, flows.SecondFactorFlows(), a)
-	if err != nil {
-		g.writeUIAError(w, r, step.Session, err)
-		return
+	switch {
+	case err != nil:
+		httpx.WriteError(w, r, err)
+	case !s.Done():
+		g.notYet(w, r, q, s)
+	default:
+		if _, err := g.engine.Finish(ctx, s); err != nil {
+			httpx.WriteError(w, r, err)
+			return
+		}
+		g.forwardAs(w, r, q, nil)
 	}
-	if !step.Done {
-		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(step.Session, nil))
-		return
-	}
-	g.forwardAs(w, r, q, nil)
 }
 
 // inFront puts the 2FA stage in front of the homeserver's own stages.
@@ -239,18 +250,23 @@ func (g *Gateway) inFront(w http.ResponseWriter, r *http.Request, q *guardedRequ
 		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 	case !flows.SecondFactorDone(s) && g.stageWithCode(w, r, q, s):
 	case !flows.SecondFactorDone(s):
-		// A homeserver stage (or a bare session) before the second factor is
-		// never forwarded.
-		if q.auth != nil && q.auth.Type != "" {
-			httpx.Logger(r).WithField("stage", q.auth.Type).Warn("homeserver stage sent before the second factor; not forwarded")
-			re := mautrix.MForbidden.WithMessage("Complete two-factor authentication first")
-			httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, &re))
-			return
-		}
-		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
+		g.notYet(w, r, q, s)
 	default:
 		g.forwardStage(w, r, q, s)
 	}
+}
+
+// notYet answers a round before the second factor is done: a homeserver
+// stage sent now is never forwarded (the challenge with M_FORBIDDEN); a bare
+// session gets the challenge.
+func (g *Gateway) notYet(w http.ResponseWriter, r *http.Request, q *guardedRequest, s *uia.Session) {
+	if q.auth != nil && q.auth.Type != "" && q.second == nil {
+		httpx.Logger(r).WithField("stage", q.auth.Type).Warn("homeserver stage sent before the second factor; not forwarded")
+		re := mautrix.MForbidden.WithMessage("Complete two-factor authentication first")
+		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, &re))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 }
 
 // loadGuarded loads the client's session for req; it must have been started
