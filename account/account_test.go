@@ -131,8 +131,8 @@ func (e *env) enrol(user string) ([]byte, []string) {
 	if err != nil {
 		e.t.Fatalf("Confirm: %v", err)
 	}
-	if len(codes) != 10 {
-		e.t.Fatalf("Confirm gave %d recovery codes; want 10", len(codes))
+	if len(codes) != e.svc.RecoveryCodes() {
+		e.t.Fatalf("Confirm gave %d recovery codes; want %d", len(codes), e.svc.RecoveryCodes())
 	}
 	e.clock.Add(30 * time.Second) // the confirming step is used up
 	return secret, codes

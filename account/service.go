@@ -184,6 +184,9 @@ func NewService(store storage.Store, box *SecretBox, cfg Config, opts ...Option)
 // Config returns the effective configuration.
 func (s *Service) Config() Config { return s.cfg }
 
+// RecoveryCodes is how many recovery codes a set has.
+func (s *Service) RecoveryCodes() int { return s.cfg.RecoveryCodes }
+
 // Params returns the parameters new enrolments get.
 func (s *Service) Params() Params { return s.cfg.params() }
 

@@ -232,7 +232,7 @@ func (e *env) enrolUser(u *dendrite.User) *enrolled {
 	c := e.gw("POST", path+"/confirm", u.AccessToken, map[string]any{"code": e.code(en)})
 	expect(e.t, c, 200, "")
 	en.recovery = c.strings("recovery_codes")
-	if len(en.recovery) != 10 {
+	if len(en.recovery) != e.acc.RecoveryCodes() {
 		e.t.Fatalf("confirm gave %d recovery codes", len(en.recovery))
 	}
 	return en

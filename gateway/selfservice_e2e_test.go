@@ -331,11 +331,11 @@ func TestSelfServiceLifecycle(t *testing.T) {
 	p = b.post("action", "resume")
 	wantPage(t, p, 200, "data-secret=\""+sm[1]+"\"")
 
-	// Confirm: 10 recovery codes, once, with a download link.
+	// Confirm: the configured number of recovery codes, once, with a download link.
 	p = b.post("action", "confirm", "code", e.totpAt(secret))
 	wantPage(t, p, 200, "Two-factor authentication is now on.", "will not be shown again")
 	codes := p.codes()
-	if len(codes) != 10 {
+	if len(codes) != e.acc.RecoveryCodes() {
 		t.Fatalf("%d recovery codes shown", len(codes))
 	}
 	dm := reDownload.FindStringSubmatch(p.Body)
@@ -350,7 +350,7 @@ func TestSelfServiceLifecycle(t *testing.T) {
 	if strings.Contains(p.Body, codes[0]) {
 		t.Fatal("recovery codes shown again")
 	}
-	if rm := reRemaining.FindStringSubmatch(p.Body); rm == nil || rm[1] != "10" {
+	if rm := reRemaining.FindStringSubmatch(p.Body); rm == nil || rm[1] != strconv.Itoa(e.acc.RecoveryCodes()) {
 		t.Fatalf("remaining: %v", rm)
 	}
 	if st, _ := e.acc.Status(ctx, u.UserID); !st.Enabled || st.Pending || st.Remaining != 10 {

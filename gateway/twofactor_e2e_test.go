@@ -27,7 +27,7 @@ func TestTwoFactorLifecycle(t *testing.T) {
 	expect(t, st, 200, "")
 	totp, _ := st.Body["totp"].(map[string]any)
 	rec, _ := st.Body["recovery"].(map[string]any)
-	if totp["enabled"] != true || totp["pending"] != false || totp["enabled_at"] == nil || rec["remaining"] != float64(10) || rec["generated_at"] == nil {
+	if totp["enabled"] != true || totp["pending"] != false || totp["enabled_at"] == nil || rec["remaining"] != float64(e.acc.RecoveryCodes()) || rec["generated_at"] == nil {
 		t.Fatalf("status after enrolment = %s", st.Raw)
 	}
 	if en := u.enrolRaw; en.str("qr_svg") == "" || en.str("qr_png") == "" || en.Body["expires_in_ms"] != float64(600000) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -459,7 +460,7 @@ func TestAdminStatus(t *testing.T) {
 		want     []string // in stdout, or stderr when the code is not 0
 	}{
 		{"enrolled user", []string{"@alice:example.org"}, exitOK,
-			[]string{"enabled:", "yes", "enabled_at:", "pending enrolment:", "recovery codes remaining:", "10",
+			[]string{"enabled:", "yes", "enabled_at:", "pending enrolment:", "recovery codes remaining:", strconv.Itoa(config.Default().TwoFactor.RecoveryCodes),
 				"generated_at:", "audit events", "confirm"}},
 		{"unknown user", []string{"@bob:example.org"}, exitOK, []string{"not enabled", "audit events: none"}},
 		{"flag after user", []string{"@bob:example.org", "--data-dir", cfg.DataDir}, exitOK, []string{"not enabled"}},
