@@ -180,6 +180,7 @@ type Store interface {
 	KeyIDs(ctx context.Context) ([]string, error)
 
 	SessionStore
+	EmailStore
 
 	// Close releases the store.
 	Close() error
@@ -252,4 +253,29 @@ type SessionStore interface {
 	UserSessions(ctx context.Context, userID string, kind SessionKind, now time.Time) ([]UIASession, error)
 	// ExpiredSessions returns up to limit sessions that expired before now.
 	ExpiredSessions(ctx context.Context, now time.Time, limit int) ([]UIASession, error)
+}
+
+// EmailCode is a one-time code sent by e-mail; only a MAC of it is kept.
+type EmailCode struct {
+	UserID    string
+	Hash      []byte
+	SentAt    time.Time
+	ExpiresAt time.Time
+}
+
+// EmailStore holds e-mail codes and the addresses they go to. It is part of
+// Store.
+type EmailStore interface {
+	// PutEmailCode stores c as the user's one pending e-mail code, replacing
+	// an older one, unless the older one was sent less than minGap before
+	// c.SentAt; it reports whether it stored c.
+	PutEmailCode(ctx context.Context, c EmailCode, minGap time.Duration) (bool, error)
+	// ConsumeEmailCode deletes the user's pending code if its hash is hash
+	// and it is unexpired at now, in one statement; it reports whether it did.
+	ConsumeEmailCode(ctx context.Context, userID string, hash []byte, now time.Time) (bool, error)
+	// PutUserEmails records the user's verified e-mail addresses (none
+	// forgets them).
+	PutUserEmails(ctx context.Context, userID string, addresses []string, at time.Time) error
+	// UserEmails returns the user's recorded addresses (none when unknown).
+	UserEmails(ctx context.Context, userID string) ([]string, error)
 }

@@ -180,9 +180,10 @@ func isUniqueViolation(err error) bool {
 }
 
 // TOTP implements storage.Store.
-func (d *DB) TOTP(ctx context.Context, userID string) (storage.TOTP, error) {
+func (d *DB) TOTP(ctx context.Context, userID string) (_ storage.TOTP, err error) {
+	defer classify(&err)
 	var t storage.TOTP
-	err := d.pool.QueryRow(ctx, `SELECT user_id, secret, key_id, algorithm, digits, period, last_step, enabled_at
+	err = d.pool.QueryRow(ctx, `SELECT user_id, secret, key_id, algorithm, digits, period, last_step, enabled_at
 		FROM totp WHERE user_id = $1`, userID).
 		Scan(&t.UserID, &t.Secret, &t.KeyID, &t.Algorithm, &t.Digits, &t.Period, &t.LastStep, &t.EnabledAt)
 	if err != nil {
@@ -193,9 +194,10 @@ func (d *DB) TOTP(ctx context.Context, userID string) (storage.TOTP, error) {
 }
 
 // HasTOTPFold implements storage.Store (lower() folds at least ASCII letters).
-func (d *DB) HasTOTPFold(ctx context.Context, userID string) (bool, error) {
+func (d *DB) HasTOTPFold(ctx context.Context, userID string) (_ bool, err error) {
+	defer classify(&err)
 	var one int
-	err := d.pool.QueryRow(ctx, `SELECT 1 FROM totp WHERE lower(user_id) = lower($1) LIMIT 1`, userID).Scan(&one)
+	err = d.pool.QueryRow(ctx, `SELECT 1 FROM totp WHERE lower(user_id) = lower($1) LIMIT 1`, userID).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -205,7 +207,8 @@ func (d *DB) HasTOTPFold(ctx context.Context, userID string) (bool, error) {
 // AdvanceStep implements storage.Store with one conditional UPDATE: a
 // concurrent caller waits for the row and re-checks last_step on the version
 // the winner committed.
-func (d *DB) AdvanceStep(ctx context.Context, userID string, step int64) (bool, error) {
+func (d *DB) AdvanceStep(ctx context.Context, userID string, step int64) (_ bool, err error) {
+	defer classify(&err)
 	tag, err := d.pool.Exec(ctx, `UPDATE totp SET last_step = $1 WHERE user_id = $2 AND last_step < $1`, step, userID)
 	if err != nil {
 		return false, err
@@ -220,9 +223,10 @@ func (d *DB) AdvanceStep(ctx context.Context, userID string, step int64) (bool, 
 }
 
 // Pending implements storage.Store.
-func (d *DB) Pending(ctx context.Context, userID string) (storage.Pending, error) {
+func (d *DB) Pending(ctx context.Context, userID string) (_ storage.Pending, err error) {
+	defer classify(&err)
 	var p storage.Pending
-	err := d.pool.QueryRow(ctx, `SELECT user_id, secret, key_id, algorithm, digits, period, created_at, expires_at
+	err = d.pool.QueryRow(ctx, `SELECT user_id, secret, key_id, algorithm, digits, period, created_at, expires_at
 		FROM totp_pending WHERE user_id = $1`, userID).
 		Scan(&p.UserID, &p.Secret, &p.KeyID, &p.Algorithm, &p.Digits, &p.Period, &p.CreatedAt, &p.ExpiresAt)
 	if err != nil {
@@ -233,8 +237,9 @@ func (d *DB) Pending(ctx context.Context, userID string) (storage.Pending, error
 }
 
 // PutPending implements storage.Store.
-func (d *DB) PutPending(ctx context.Context, p storage.Pending) error {
-	_, err := d.pool.Exec(ctx, `INSERT INTO totp_pending (user_id, secret, key_id, algorithm, digits, period, created_at, expires_at)
+func (d *DB) PutPending(ctx context.Context, p storage.Pending) (err error) {
+	defer classify(&err)
+	_, err = d.pool.Exec(ctx, `INSERT INTO totp_pending (user_id, secret, key_id, algorithm, digits, period, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, key_id = excluded.key_id,
 			algorithm = excluded.algorithm, digits = excluded.digits, period = excluded.period,
@@ -245,7 +250,8 @@ func (d *DB) PutPending(ctx context.Context, p storage.Pending) error {
 
 // ConfirmEnrolment implements storage.Store. Deleting the pending row is the
 // conditional step: of concurrent confirmations only one deletes it.
-func (d *DB) ConfirmEnrolment(ctx context.Context, p storage.Pending, lastStep int64, now time.Time, set storage.RecoverySet) error {
+func (d *DB) ConfirmEnrolment(ctx context.Context, p storage.Pending, lastStep int64, now time.Time, set storage.RecoverySet) (err error) {
+	defer classify(&err)
 	return d.tx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM totp_pending WHERE user_id = $1 AND secret = $2 AND expires_at > $3`,
 			p.UserID, p.Secret, ts(now))
@@ -295,7 +301,8 @@ func replaceSet(ctx context.Context, tx pgx.Tx, set storage.RecoverySet) error {
 
 // RecoverySet implements storage.Store with one statement, so the set and
 // its codes come from one snapshot.
-func (d *DB) RecoverySet(ctx context.Context, userID string) (storage.RecoverySet, error) {
+func (d *DB) RecoverySet(ctx context.Context, userID string) (_ storage.RecoverySet, err error) {
+	defer classify(&err)
 	rows, err := d.pool.Query(ctx, `SELECT s.user_id, s.set_id, s.salt, s.generated_at, c.idx, c.hash, c.used_at
 		FROM recovery_sets s LEFT JOIN recovery_codes c ON c.user_id = s.user_id AND c.set_id = s.set_id
 		WHERE s.user_id = $1 ORDER BY c.idx`, userID)
@@ -329,7 +336,8 @@ func (d *DB) RecoverySet(ctx context.Context, userID string) (storage.RecoverySe
 
 // ReplaceRecoverySet implements storage.Store. It locks the user's totp row
 // first, so it runs in turn with ConfirmEnrolment and DeleteAll for that user.
-func (d *DB) ReplaceRecoverySet(ctx context.Context, set storage.RecoverySet) error {
+func (d *DB) ReplaceRecoverySet(ctx context.Context, set storage.RecoverySet) (err error) {
+	defer classify(&err)
 	return d.tx(ctx, func(tx pgx.Tx) error {
 		var one int
 		if err := tx.QueryRow(ctx, `SELECT 1 FROM totp WHERE user_id = $1 FOR UPDATE`, set.UserID).Scan(&one); err != nil {
@@ -340,7 +348,8 @@ func (d *DB) ReplaceRecoverySet(ctx context.Context, set storage.RecoverySet) er
 }
 
 // ConsumeRecoveryCode implements storage.Store with one conditional UPDATE.
-func (d *DB) ConsumeRecoveryCode(ctx context.Context, userID, setID string, index int, now time.Time) (bool, error) {
+func (d *DB) ConsumeRecoveryCode(ctx context.Context, userID, setID string, index int, now time.Time) (_ bool, err error) {
+	defer classify(&err)
 	tag, err := d.pool.Exec(ctx, `UPDATE recovery_codes SET used_at = $1
 		WHERE user_id = $2 AND set_id = $3 AND idx = $4 AND used_at IS NULL`, ts(now), userID, setID, index)
 	if err != nil {
@@ -353,9 +362,10 @@ func (d *DB) ConsumeRecoveryCode(ctx context.Context, userID, setID string, inde
 // every method does (pending, totp, recovery set), so it cannot deadlock with
 // them, and a concurrent ReplaceRecoverySet either finishes before it or
 // finds no authenticator.
-func (d *DB) DeleteAll(ctx context.Context, userID string) (bool, error) {
+func (d *DB) DeleteAll(ctx context.Context, userID string) (_ bool, err error) {
+	defer classify(&err)
 	var total int64
-	err := d.tx(ctx, func(tx pgx.Tx) error {
+	err = d.tx(ctx, func(tx pgx.Tx) error {
 		total = 0
 		for _, q := range []string{
 			`DELETE FROM totp_pending WHERE user_id = $1`,
@@ -379,11 +389,12 @@ func (d *DB) DeleteAll(ctx context.Context, userID string) (bool, error) {
 // guarantees either inserts or locks, even against a concurrent insert or
 // delete), so one user's attempts run one at a time across every replica;
 // the decision is storage.DecideAttempt's.
-func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (storage.Attempt, error) {
+func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (_ storage.Attempt, err error) {
+	defer classify(&err)
 	now = ts(now)
 	since := ts(now.Add(-window))
 	var a storage.Attempt
-	err := d.tx(ctx, func(tx pgx.Tx) error {
+	err = d.tx(ctx, func(tx pgx.Tx) error {
 		var f storage.Failures
 		var locked *time.Time
 		if err := tx.QueryRow(ctx, `INSERT INTO failure_streaks (user_id, count) VALUES ($1, 0)
@@ -428,7 +439,8 @@ func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, w
 
 // ClearFailures implements storage.Store. Deleting the streak row first
 // waits for a ReserveAttempt that holds it, so its failure is cleared too.
-func (d *DB) ClearFailures(ctx context.Context, userID string) error {
+func (d *DB) ClearFailures(ctx context.Context, userID string) (err error) {
+	defer classify(&err)
 	return d.tx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM failure_streaks WHERE user_id = $1`, userID); err != nil {
 			return err
@@ -439,14 +451,16 @@ func (d *DB) ClearFailures(ctx context.Context, userID string) error {
 }
 
 // AddAudit implements storage.Store.
-func (d *DB) AddAudit(ctx context.Context, ev storage.AuditEvent) error {
-	_, err := d.pool.Exec(ctx, `INSERT INTO audit (user_id, kind, detail, at) VALUES ($1, $2, $3, $4)`,
+func (d *DB) AddAudit(ctx context.Context, ev storage.AuditEvent) (err error) {
+	defer classify(&err)
+	_, err = d.pool.Exec(ctx, `INSERT INTO audit (user_id, kind, detail, at) VALUES ($1, $2, $3, $4)`,
 		ev.UserID, ev.Kind, ev.Detail, ts(ev.At))
 	return err
 }
 
 // AuditEvents implements storage.Store.
-func (d *DB) AuditEvents(ctx context.Context, userID string, limit int) ([]storage.AuditEvent, error) {
+func (d *DB) AuditEvents(ctx context.Context, userID string, limit int) (_ []storage.AuditEvent, err error) {
+	defer classify(&err)
 	rows, err := d.pool.Query(ctx, `SELECT id, user_id, kind, detail, at FROM audit WHERE user_id = $1 ORDER BY id DESC LIMIT $2`,
 		userID, limitOrAll(limit))
 	if err != nil {
@@ -465,9 +479,10 @@ func (d *DB) AuditEvents(ctx context.Context, userID string, limit int) ([]stora
 }
 
 // Meta implements storage.Store.
-func (d *DB) Meta(ctx context.Context, key string) ([]byte, error) {
+func (d *DB) Meta(ctx context.Context, key string) (_ []byte, err error) {
+	defer classify(&err)
 	var v []byte
-	err := d.pool.QueryRow(ctx, `SELECT value FROM meta WHERE key = $1`, key).Scan(&v)
+	err = d.pool.QueryRow(ctx, `SELECT value FROM meta WHERE key = $1`, key).Scan(&v)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -478,8 +493,9 @@ const putMeta = `INSERT INTO meta (key, value) VALUES ($1, $2)
 	ON CONFLICT (key) DO UPDATE SET value = excluded.value`
 
 // PutMeta implements storage.Store.
-func (d *DB) PutMeta(ctx context.Context, key string, value []byte) error {
-	_, err := d.pool.Exec(ctx, putMeta, key, value)
+func (d *DB) PutMeta(ctx context.Context, key string, value []byte) (err error) {
+	defer classify(&err)
+	_, err = d.pool.Exec(ctx, putMeta, key, value)
 	return err
 }
 
@@ -487,9 +503,10 @@ func (d *DB) PutMeta(ctx context.Context, key string, value []byte) error {
 // writers (readers go on) for its transaction, so no secret is written under
 // the old key while it runs; totp_pending first, in the order in which
 // ConfirmEnrolment and DeleteAll take them.
-func (d *DB) Rewrap(ctx context.Context, fn storage.RewrapFunc, metaKey string, metaValue []byte) (int, error) {
+func (d *DB) Rewrap(ctx context.Context, fn storage.RewrapFunc, metaKey string, metaValue []byte) (_ int, err error) {
+	defer classify(&err)
 	count := 0
-	err := d.tx(ctx, func(tx pgx.Tx) error {
+	err = d.tx(ctx, func(tx pgx.Tx) error {
 		count = 0
 		if _, err := tx.Exec(ctx, `LOCK TABLE totp_pending, totp IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 			return err
@@ -534,7 +551,8 @@ func (d *DB) Rewrap(ctx context.Context, fn storage.RewrapFunc, metaKey string, 
 
 // KeyIDs implements storage.Store; they come sorted bytewise, as in SQLite,
 // whatever the database's collation.
-func (d *DB) KeyIDs(ctx context.Context) ([]string, error) {
+func (d *DB) KeyIDs(ctx context.Context) (_ []string, err error) {
+	defer classify(&err)
 	rows, err := d.pool.Query(ctx, `SELECT key_id FROM (SELECT key_id FROM totp UNION SELECT key_id FROM totp_pending) k
 		ORDER BY key_id COLLATE "C"`)
 	if err != nil {

@@ -23,7 +23,8 @@ func completedText(c []string) (string, error) {
 }
 
 // CreateSession implements storage.SessionStore.
-func (d *DB) CreateSession(ctx context.Context, s storage.UIASession) error {
+func (d *DB) CreateSession(ctx context.Context, s storage.UIASession) (err error) {
+	defer classify(&err)
 	flows, err := jsonText(s.Flows)
 	if err != nil {
 		return err
@@ -65,14 +66,16 @@ func scanSession(row pgx.Row) (storage.UIASession, error) {
 }
 
 // Session implements storage.SessionStore.
-func (d *DB) Session(ctx context.Context, id string) (storage.UIASession, error) {
+func (d *DB) Session(ctx context.Context, id string) (_ storage.UIASession, err error) {
+	defer classify(&err)
 	return scanSession(d.pool.QueryRow(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE id = $1`, id))
 }
 
 // CompleteStage implements storage.SessionStore with one conditional UPDATE
 // comparing completed as a JSONB value: a concurrent caller waits for the row
 // and re-checks it against the version the winner committed.
-func (d *DB) CompleteStage(ctx context.Context, id string, before []string, stage string) (bool, error) {
+func (d *DB) CompleteStage(ctx context.Context, id string, before []string, stage string) (_ bool, err error) {
+	defer classify(&err)
 	old, err := completedText(before)
 	if err != nil {
 		return false, err
@@ -89,7 +92,8 @@ func (d *DB) CompleteStage(ctx context.Context, id string, before []string, stag
 }
 
 // SetSessionData implements storage.SessionStore.
-func (d *DB) SetSessionData(ctx context.Context, id string, data []byte) error {
+func (d *DB) SetSessionData(ctx context.Context, id string, data []byte) (err error) {
+	defer classify(&err)
 	tag, err := d.pool.Exec(ctx, `UPDATE uia_sessions SET data = $1 WHERE id = $2`, data, id)
 	if err != nil {
 		return err
@@ -103,18 +107,21 @@ func (d *DB) SetSessionData(ctx context.Context, id string, data []byte) error {
 // TakeSession implements storage.SessionStore: DELETE … RETURNING is one
 // statement, and a concurrent caller that waited for the row finds it gone,
 // so exactly one caller gets it.
-func (d *DB) TakeSession(ctx context.Context, id string) (storage.UIASession, error) {
+func (d *DB) TakeSession(ctx context.Context, id string) (_ storage.UIASession, err error) {
+	defer classify(&err)
 	return scanSession(d.pool.QueryRow(ctx, `DELETE FROM uia_sessions WHERE id = $1 RETURNING `+sessionColumns, id))
 }
 
 // UserSessions implements storage.SessionStore.
-func (d *DB) UserSessions(ctx context.Context, userID string, kind storage.SessionKind, now time.Time) ([]storage.UIASession, error) {
+func (d *DB) UserSessions(ctx context.Context, userID string, kind storage.SessionKind, now time.Time) (_ []storage.UIASession, err error) {
+	defer classify(&err)
 	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE user_id = $1 AND kind = $2 AND expires_at > $3
 		ORDER BY created_at, seq`, userID, string(kind), ts(now))
 }
 
 // ExpiredSessions implements storage.SessionStore.
-func (d *DB) ExpiredSessions(ctx context.Context, now time.Time, limit int) ([]storage.UIASession, error) {
+func (d *DB) ExpiredSessions(ctx context.Context, now time.Time, limit int) (_ []storage.UIASession, err error) {
+	defer classify(&err)
 	return d.sessions(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2`,
 		ts(now), limitOrAll(limit))
 }

@@ -100,6 +100,7 @@ func Run(t *testing.T, f Factory) {
 		{"HasTOTPFold", testHasTOTPFold},
 		{"UserSessions", testUserSessions},
 	}
+	tests = append(tests, emailTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
 	}
