@@ -665,3 +665,58 @@ func TestLockoutBackoffAndUnlock(t *testing.T) {
 		t.Errorf("want 2 lockout events and 1 unlock: %+v", evs)
 	}
 }
+
+// TestEmailCodes: a code works once, not after its TTL, not for another
+// user, only one is made a minute, it counts toward the lockout, and only
+// its MAC is stored.
+func TestEmailCodes(t *testing.T) {
+	e := newEnv(t, fastConfig())
+	ctx := context.Background()
+	const user = "@mail:example.org"
+	e.enrol(user)
+	code, err := e.svc.NewEmailCode(ctx, user)
+	if err != nil || len(code) != account.EmailCodeDigits {
+		t.Fatalf("NewEmailCode = %q, %v", code, err)
+	}
+	if _, err := e.svc.NewEmailCode(ctx, user); !errors.Is(err, account.ErrTooSoon) {
+		t.Fatalf("a second code within the minute: %v; want ErrTooSoon", err)
+	}
+	if err := e.svc.VerifyEmail(ctx, "@other:example.org", code); !errors.Is(err, account.ErrNotEnabled) {
+		t.Fatalf("another user's code: %v", err)
+	}
+	if err := e.svc.VerifyEmail(ctx, user, code); err != nil {
+		t.Fatalf("the code: %v", err)
+	}
+	if err := e.svc.VerifyEmail(ctx, user, code); !errors.Is(err, account.ErrInvalidCode) {
+		t.Fatalf("the code again: %v; want ErrInvalidCode", err)
+	}
+	e.clock.Add(account.EmailCodeGap)
+	old, err := e.svc.NewEmailCode(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(account.EmailCodeTTL)
+	if err := e.svc.VerifyEmail(ctx, user, old); !errors.Is(err, account.ErrInvalidCode) {
+		t.Fatalf("an expired code: %v; want ErrInvalidCode", err)
+	}
+	e.db.Close() // flush the WAL into the file
+	raw, err := os.ReadFile(filepath.Join(e.dir, "2fa.db"))
+	if err != nil || len(raw) == 0 {
+		t.Fatalf("reading the database: %v", err)
+	}
+	if bytes.Contains(raw, []byte(old)) || bytes.Contains(raw, []byte(code)) {
+		t.Fatal("an e-mail code is in the database in clear")
+	}
+	if !bytes.Contains(raw, []byte(user)) {
+		t.Fatal("the check cannot see the database's contents")
+	}
+	e.open()
+	for i := 0; i < 10; i++ {
+		if err := e.svc.VerifyEmail(ctx, user, "000000"); err != nil {
+			if _, locked := account.IsLocked(err); locked {
+				return
+			}
+		}
+	}
+	t.Fatal("wrong e-mail codes never locked the user out")
+}

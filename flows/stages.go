@@ -19,13 +19,14 @@ import (
 const (
 	StageTOTP     = "m.login.2fa.totp"
 	StageRecovery = "m.login.2fa.recovery"
+	StageEmail    = "m.login.2fa.email"
 	StagePassword = string(mautrix.AuthTypePassword)
 	StageToken    = string(mautrix.AuthTypeToken)
 )
 
 // IsSecondFactor reports whether t is one of our 2FA stage types (which are
 // never forwarded to a homeserver).
-func IsSecondFactor(t string) bool { return t == StageTOTP || t == StageRecovery }
+func IsSecondFactor(t string) bool { return t == StageTOTP || t == StageRecovery || t == StageEmail }
 
 // SecondFactorDone reports whether a 2FA stage is among s's completed stages.
 func SecondFactorDone(s *uia.Session) bool { return slices.ContainsFunc(s.Completed, IsSecondFactor) }
@@ -131,4 +132,46 @@ func (s PasswordStage) Authenticate(ctx context.Context, sess *uia.Session, a *u
 		return ErrWrongPassword
 	}
 	return nil
+}
+
+// EmailVerifier is what the e-mail stage needs from the account domain.
+type EmailVerifier interface {
+	VerifyEmail(ctx context.Context, userID, code string) error
+}
+
+// CodeSender makes a new e-mail code for userID and mails it; it returns the
+// address, masked for showing (a***@example.org).
+type CodeSender interface {
+	SendCode(ctx context.Context, userID string) (maskedTo string, err error)
+}
+
+// CodeSentError is the stage's answer to a request without a code: a code
+// went to To (masked). It is answered inside UIA, like a failed stage.
+type CodeSentError struct{ To string }
+
+func (e *CodeSentError) Error() string { return "flows: e-mail code sent to " + e.To }
+
+// EmailStage is m.login.2fa.email: an auth dict without a code asks for one
+// (mailed to the user's verified address); with one, it checks it.
+type EmailStage struct {
+	V    EmailVerifier
+	Send CodeSender
+}
+
+// Type implements uia.Stage.
+func (EmailStage) Type() string { return StageEmail }
+
+// Params implements uia.Stage: the code's length.
+func (EmailStage) Params() any { return map[string]int{"length": account.EmailCodeDigits} }
+
+// Authenticate implements uia.Stage.
+func (s EmailStage) Authenticate(ctx context.Context, sess *uia.Session, a *uia.Auth) error {
+	if strings.TrimSpace(a.Code) == "" {
+		to, err := s.Send.SendCode(ctx, sess.UserID)
+		if err != nil {
+			return err
+		}
+		return &CodeSentError{To: to}
+	}
+	return s.V.VerifyEmail(ctx, sess.UserID, a.Code)
 }

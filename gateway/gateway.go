@@ -71,6 +71,9 @@ type Config struct {
 	// itself; PassThroughBodyTimeout that of a request streamed through.
 	BodyTimeout            time.Duration
 	PassThroughBodyTimeout time.Duration
+	// ReadEmails reads users' verified e-mail addresses from the homeserver
+	// when it can (for notices), also without e-mail codes.
+	ReadEmails bool
 	// PublicBaseURL is the URL clients reach the gateway at ("" when not
 	// configured): an https one marks every cookie Secure.
 	PublicBaseURL string
@@ -89,6 +92,7 @@ type Homeserver interface {
 	PasswordLogin(ctx context.Context, user, password string, deviceID id.DeviceID, displayName string) (*mautrix.RespLogin, error)
 	CheckPassword(ctx context.Context, userID id.UserID, password string) (bool, error)
 	SetDeviceDisplayName(ctx context.Context, accessToken string, deviceID id.DeviceID, name string) error
+	EmailAddresses(ctx context.Context, accessToken string) ([]string, error)
 	CheckedHeader(r *http.Request, accessToken string) http.Header
 	WithOrigin(ctx context.Context, r *http.Request) context.Context
 	Proxy() http.Handler
@@ -99,6 +103,10 @@ type Accounts interface {
 	pages.Accounts
 	EnabledFold(ctx context.Context, userID string) (bool, error)
 	RecordRefused(ctx context.Context, userID, detail string)
+	NewEmailCode(ctx context.Context, userID string) (string, error)
+	VerifyEmail(ctx context.Context, userID, code string) error
+	RememberEmails(ctx context.Context, userID string, addresses []string) error
+	Emails(ctx context.Context, userID string) ([]string, error)
 }
 
 // Options are the gateway's dependencies.
@@ -112,6 +120,8 @@ type Options struct {
 	Now        func() time.Time
 	// Metrics records requests, held logins and UIA challenges (nil: none).
 	Metrics *metrics.Metrics
+	// Mailer sends e-mail codes; nil turns them off.
+	Mailer CodeMailer
 }
 
 // Gateway is the HTTP front of matrix-2fa.
@@ -132,6 +142,7 @@ type Gateway struct {
 	proxies ratelimit.Proxies
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
+	mailer  CodeMailer
 	// serverName is the homeserver's server name, learnt from the first user
 	// ID it reports (whoami, login); nil until then.
 	serverName atomic.Pointer[string]
@@ -168,9 +179,9 @@ func New(o Options) *Gateway {
 		o.Config.PassThroughBodyTimeout = 10 * time.Minute
 	}
 	g := &Gateway{cfg: o.Config, hs: o.Homeserver, acc: o.Accounts, store: o.Store, log: o.Logger, now: o.Now,
-		proxy: o.Homeserver.Proxy(), proxies: o.Config.TrustedProxies, limiter: ratelimit.New(o.Config.RateEvery, o.Config.RateBurst), metrics: o.Metrics}
-	g.engine = uia.New(o.Store, o.Config.UIATTL,
-		flows.TOTPStage{V: o.Accounts}, flows.RecoveryStage{V: o.Accounts}, flows.PasswordStage{HS: o.Homeserver})
+		proxy: o.Homeserver.Proxy(), proxies: o.Config.TrustedProxies, limiter: ratelimit.New(o.Config.RateEvery, o.Config.RateBurst), metrics: o.Metrics, mailer: o.Mailer}
+	g.engine = uia.New(o.Store, o.Config.UIATTL, flows.TOTPStage{V: o.Accounts}, flows.RecoveryStage{V: o.Accounts},
+		flows.EmailStage{V: o.Accounts, Send: g}, flows.PasswordStage{HS: o.Homeserver})
 	g.engine.SetClock(o.Now)
 	g.engine.OnStart(func(kind storage.SessionKind) {
 		if kind == storage.KindUIA || kind == storage.KindHeldLogin {

@@ -43,6 +43,8 @@ type env struct {
 	acc   *account.Service
 	db    *sqlite.DB
 	clock *clock
+	// opts rebuilds the gateway (withMailer).
+	opts gateway.Options
 }
 
 type envOption func(*gateway.Config, *account.Config)
@@ -76,10 +78,19 @@ func newEnvLogged(t *testing.T, hs *dendrite.Server, quiet *logrus.Logger, opts 
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := gateway.New(gateway.Options{Config: gcfg, Homeserver: client, Accounts: acc, Store: db, Box: box, Logger: quiet, Now: c.Now})
+	o := gateway.Options{Config: gcfg, Homeserver: client, Accounts: acc, Store: db, Box: box, Logger: quiet, Now: c.Now}
+	gw := gateway.New(o)
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, hs: hs, gate: gw, srv: srv, acc: acc, db: db, clock: c}
+	return &env{t: t, hs: hs, gate: gw, srv: srv, acc: acc, db: db, clock: c, opts: o}
+}
+
+// withMailer serves a gateway like e's that sends e-mail codes with m, at
+// e.srv's address from now on.
+func (e *env) withMailer(m gateway.CodeMailer) {
+	e.opts.Mailer = m
+	e.gate = gateway.New(e.opts)
+	e.srv.Config.Handler = e.gate.Handler()
 }
 
 // resp is a decoded JSON response.

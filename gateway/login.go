@@ -227,7 +227,9 @@ func (g *Gateway) holdLogin(w http.ResponseWriter, r *http.Request, typ string, 
 	}
 	var s *uia.Session
 	if err == nil {
-		s, err = g.held.Hold(r.Context(), storage.KindHeldLogin, string(login.UserID), flows.After(typ), typ, resp.Body, g.origin(r))
+		g.RememberEmails(r.Context(), string(login.UserID), login.AccessToken)
+		factors := g.Factors(r.Context(), string(login.UserID))
+		s, err = g.held.Hold(r.Context(), storage.KindHeldLogin, string(login.UserID), flows.After(typ, factors...), typ, resp.Body, g.origin(r))
 	}
 	if err != nil {
 		if lerr := g.hs.Logout(context.WithoutCancel(r.Context()), login.AccessToken); lerr != nil {

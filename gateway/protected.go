@@ -195,7 +195,8 @@ func (g *Gateway) ownUIA(w http.ResponseWriter, r *http.Request, q *guardedReque
 	var err error
 	if q.clientSession() == "" {
 		data, _ := json.Marshal(hsState{Operation: q.operation()})
-		s, err = g.engine.Start(ctx, req, flows.SecondFactorFlows(), "", data, 0)
+		g.RememberEmails(ctx, q.owner, q.token)
+		s, err = g.engine.Start(ctx, req, flows.SecondFactorFlows(g.Factors(ctx, q.owner)...), "", data, 0)
 	} else {
 		s, err = g.loadGuarded(r, q, req)
 	}
@@ -299,6 +300,7 @@ func (g *Gateway) learnChallenge(w http.ResponseWriter, r *http.Request, q *guar
 		httpx.CopyResponse(w, resp) // no UIA needed (or an error): the homeserver's answer
 		return nil, nil
 	}
+	g.RememberEmails(r.Context(), q.owner, q.token)
 	return g.startProtected(r, req, hsUIA, q.operation())
 }
 
@@ -325,14 +327,15 @@ func (g *Gateway) startProtected(r *http.Request, req uia.Request, hsUIA *mautri
 	if err != nil {
 		return nil, err
 	}
-	s, err := g.engine.Start(r.Context(), req, flows.InFront(hsFlows), hsUIA.Session, data, 0)
+	factors := g.Factors(r.Context(), req.UserID)
+	s, err := g.engine.Start(r.Context(), req, flows.InFront(hsFlows, factors...), hsUIA.Session, data, 0)
 	if errors.Is(err, storage.ErrConflict) {
 		// The homeserver handed out an ID we already hold: take it over only
 		// for the very same request, else use a fresh ID of our own.
 		if s, err = g.engine.Load(r.Context(), hsUIA.Session, req); err == nil && bytes.Equal(s.Data, data) {
 			return s, nil
 		}
-		s, err = g.engine.Start(r.Context(), req, flows.InFront(hsFlows), "", data, 0)
+		s, err = g.engine.Start(r.Context(), req, flows.InFront(hsFlows, factors...), "", data, 0)
 	}
 	if err != nil {
 		return nil, err

@@ -131,7 +131,7 @@ func (g *Gateway) handleEnrol(w http.ResponseWriter, r *http.Request, who homese
 		httpx.WriteError(w, r, err)
 		return
 	}
-	if !g.uiaRound(w, r, who, flows.ForEndpoint(flows.EnrolTOTP, enabled)) {
+	if !g.uiaRound(w, r, who, flows.ForEndpoint(flows.EnrolTOTP, enabled, g.Factors(r.Context(), string(who.UserID))...)) {
 		return
 	}
 	en, err := g.acc.Enrol(r.Context(), string(who.UserID))
@@ -163,6 +163,9 @@ func (g *Gateway) handleConfirm(w http.ResponseWriter, r *http.Request, who home
 		httpx.WriteError(w, r, err)
 		return
 	}
+	if tok, err := httpx.RequestToken(r); err == nil {
+		g.RememberEmails(r.Context(), string(who.UserID), tok) // where codes and notices go
+	}
 	codes, err := g.acc.Confirm(r.Context(), string(who.UserID), code)
 	if err != nil {
 		if errors.Is(err, account.ErrInvalidCode) {
@@ -189,7 +192,7 @@ func (g *Gateway) requireEnabled(w http.ResponseWriter, r *http.Request, who hom
 }
 
 func (g *Gateway) handleDisable(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
-	if !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, flows.ForEndpoint(flows.DisableTOTP, true)) {
+	if !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, flows.ForEndpoint(flows.DisableTOTP, true, g.Factors(r.Context(), string(who.UserID))...)) {
 		return
 	}
 	if err := g.acc.Disable(r.Context(), string(who.UserID)); err != nil {
@@ -201,7 +204,7 @@ func (g *Gateway) handleDisable(w http.ResponseWriter, r *http.Request, who home
 }
 
 func (g *Gateway) handleRegenerate(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
-	if !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, flows.ForEndpoint(flows.Regenerate, true)) {
+	if !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, flows.ForEndpoint(flows.Regenerate, true, g.Factors(r.Context(), string(who.UserID))...)) {
 		return
 	}
 	codes, err := g.acc.Regenerate(r.Context(), string(who.UserID))

@@ -129,3 +129,30 @@ func (c *Client) SetDeviceDisplayName(ctx context.Context, accessToken string, d
 	_, err := c.call(ctx, http.MethodPut, pathDevices+url.PathEscape(string(deviceID)), accessToken, &req)
 	return err
 }
+
+// EmailAddresses returns the verified e-mail addresses of accessToken's owner
+// (GET /_matrix/client/v3/account/3pid, medium "email"). Errors are as for
+// WhoAmI.
+func (c *Client) EmailAddresses(ctx context.Context, accessToken string) ([]string, error) {
+	resp, err := c.call(ctx, http.MethodGet, "/_matrix/client/v3/account/3pid", accessToken, nil)
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		ThreePIDs []struct {
+			Medium      string `json:"medium"`
+			Address     string `json:"address"`
+			ValidatedAt int64  `json:"validated_at"`
+		} `json:"threepids"`
+	}
+	if err := json.Unmarshal(resp.Body, &body); err != nil {
+		return nil, fmt.Errorf("homeserver: GET /account/3pid: decoding answer: %w", err)
+	}
+	var out []string
+	for _, t := range body.ThreePIDs {
+		if t.Medium == "email" && t.Address != "" {
+			out = append(out, t.Address)
+		}
+	}
+	return out, nil
+}

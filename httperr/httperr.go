@@ -63,6 +63,12 @@ var table = []row{
 		"There is no enrolment waiting for confirmation, or it has expired. Please start again."},
 	{account.ErrNotEnabled, mautrix.MInvalidParam.WithMessage("Two-factor authentication is not enabled"),
 		"Two-factor authentication is not enabled."},
+	{account.ErrTooSoon, mautrix.MLimitExceeded.WithMessage("A code was sent less than a minute ago: check your mail, or wait a minute for a new one"),
+		"A code was sent less than a minute ago: check your mail, or wait a minute for a new one."},
+	{flows.ErrNoEmail, mautrix.MForbidden.WithMessage("This account has no verified e-mail address: use your authenticator app or a recovery code"),
+		"This account has no verified e-mail address: use your authenticator app or a recovery code."},
+	{flows.ErrNotSent, mautrix.MUnknown.WithMessage("The code could not be sent by e-mail just now: try again, or use your authenticator app or a recovery code").WithStatus(http.StatusServiceUnavailable),
+		"The code could not be sent by e-mail just now: try again, or use your authenticator app or a recovery code."},
 	{flows.ErrMissingPassword, MMissingParam.WithMessage("No password was given"), "Enter your password."},
 	{flows.ErrWrongPassword, mautrix.MForbidden.WithMessage("Invalid password"), "Wrong password."},
 	{ErrHeldLoginHere, mautrix.MForbidden.WithMessage("A sign-in is confirmed in the app where the password was typed"),
@@ -104,6 +110,11 @@ var table = []row{
 // the homeserver passes unchanged; anything unknown is a bare 500 M_UNKNOWN
 // (the caller logs the detail).
 func Matrix(err error) mautrix.RespError {
+	var sent *flows.CodeSentError
+	if errors.As(err, &sent) {
+		return mautrix.RespError{ErrCode: "M_UNAUTHORIZED", Err: "A code was sent to " + sent.To + ": send it as code",
+			StatusCode: http.StatusUnauthorized}
+	}
 	if wait, ok := Wait(err); ok {
 		return mautrix.MLimitExceeded.WithMessage("Too many failed attempts; try again in %s", FormatWait(wait)).
 			WithExtraField("retry_after_ms", wait.Milliseconds()).WithExtraHeader("Retry-After", RetryAfter(wait))
@@ -132,6 +143,10 @@ func Matrix(err error) mautrix.RespError {
 // of its own is "Something went wrong" with the Matrix status (5xx for the
 // unknown).
 func Page(err error) (status int, text string) {
+	var sent *flows.CodeSentError
+	if errors.As(err, &sent) {
+		return http.StatusOK, "A code was sent to " + sent.To + ". Enter it below; it is valid for 10 minutes."
+	}
 	if wait, ok := Wait(err); ok {
 		return http.StatusTooManyRequests, "Too many failed attempts. Try again in " + FormatWait(wait) + "."
 	}

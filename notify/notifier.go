@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +33,7 @@ const (
 
 // NotifierConfig tunes a Notifier. Zero values take the defaults.
 type NotifierConfig struct {
-	ServerName  string             // the homeserver's name, as users know it, used in the texts
+	ServerName  string             // the homeserver's name in the texts; default: the user ID's server
 	QueueSize   int                // notices waiting to be sent; default 256
 	SendTimeout time.Duration      // for one notice; default 30s
 	Logger      logrus.FieldLogger // default: logrus.StandardLogger()
@@ -131,7 +132,11 @@ func (n *Notifier) work() {
 }
 
 func (n *Notifier) deliver(nt Notice) {
-	msg, err := ComposeNotice(nt, n.cfg.ServerName)
+	server := n.cfg.ServerName
+	if server == "" { // the user's own server, as their user ID names it
+		_, server, _ = strings.Cut(nt.UserID, ":")
+	}
+	msg, err := ComposeNotice(nt, server)
 	if err != nil {
 		n.fail(nt, ReasonCompose, err)
 		return

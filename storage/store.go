@@ -91,6 +91,8 @@ const (
 	AuditAdminReset   = "admin_reset"
 	AuditUnlock       = "unlock"
 	AuditKeyRotated   = "key_rotated"
+	// AuditEmailCodeSent: an e-mail code was sent.
+	AuditEmailCodeSent = "email_code_sent"
 	// AuditRefused: a request was refused because it named another user or
 	// could be read two ways (forward only what was checked).
 	AuditRefused = "refused"

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/internal/config"
 	"github.com/matrix-2fa/matrix-2fa/metrics"
+	"github.com/matrix-2fa/matrix-2fa/notify"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 )
 
@@ -17,7 +19,11 @@ import (
 // what it runs in the background (the sweeper of expired held logins); it is
 // called after the server has shut down. m records metrics.
 func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Metrics) (http.Handler, func(), error) {
-	core.svc.Observe(observer{m})
+	mailer, notifier, err := newMail(cfg, log, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	core.svc.Observe(observer{m: m, n: notifier, emails: core.svc.Emails})
 	proxies, err := ratelimit.ParseProxies(cfg.Server.TrustedProxies)
 	if err != nil {
 		return nil, nil, err
@@ -47,6 +53,7 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 			PassThroughBodyTimeout: cfg.Server.PassThroughBodyTimeout,
 			AdminAPI:               cfg.AdminAPI,
 			PublicBaseURL:          cfg.PublicBaseURL,
+			ReadEmails:             cfg.SMTP.Host != "" && cfg.Notify,
 		},
 		Homeserver: hs,
 		Accounts:   core.svc,
@@ -54,6 +61,7 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 		Box:        core.box,
 		Logger:     log,
 		Metrics:    m,
+		Mailer:     codeMailer(cfg, mailer),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -61,5 +69,36 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 		defer close(done)
 		gw.Run(ctx)
 	}()
-	return gw.Handler(), func() { cancel(); <-done }, nil
+	return gw.Handler(), func() {
+		cancel()
+		<-done
+		if notifier != nil {
+			ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+			defer stop()
+			notifier.Close(ctx)
+		}
+	}, nil
+}
+
+// newMail returns the mailer and notifier the configuration asks for (nil
+// when there is no SMTP server, or no notices).
+func newMail(cfg config.Config, log *logrus.Logger, m *metrics.Metrics) (*notify.Mailer, *notify.Notifier, error) {
+	if cfg.SMTP.Host == "" {
+		return nil, nil, nil
+	}
+	smtp := cfg.SMTP
+	smtp.Defaults()
+	mailer, err := notify.NewMailer(smtp, time.Now)
+	if err != nil || !cfg.Notify {
+		return mailer, nil, err
+	}
+	return mailer, notify.NewNotifier(mailer, notify.NotifierConfig{Logger: log, Failures: m}), nil
+}
+
+// codeMailer is the gateway's e-mail code sender: nil unless e-mail codes are on.
+func codeMailer(cfg config.Config, mailer *notify.Mailer) gateway.CodeMailer {
+	if !cfg.EmailCodes || mailer == nil {
+		return nil
+	}
+	return mailer
 }

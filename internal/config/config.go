@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/notify"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 )
 
@@ -47,6 +48,13 @@ type Config struct {
 	Log       Log            `yaml:"log"`
 	Server    Server         `yaml:"server"`
 	Metrics   Metrics        `yaml:"metrics"`
+	// SMTP is the mail server for e-mail codes and notifications (no host:
+	// no mail at all).
+	SMTP notify.Config `yaml:"smtp"`
+	// EmailCodes offers codes by e-mail as a second factor (needs SMTP).
+	EmailCodes bool `yaml:"email_codes"`
+	// Notify mails users when 2FA changes on their account (needs SMTP).
+	Notify bool `yaml:"notify"`
 	RateLimit RateLimit      `yaml:"rate_limit"`
 	// AdminAPI passes the homeserver's admin APIs (/_synapse/admin,
 	// /_dendrite/admin) through the gateway; off they are refused.
@@ -246,6 +254,15 @@ func (c Config) Validate() []error {
 	}
 	if _, err := ratelimit.ParseProxies(c.Server.TrustedProxies); err != nil {
 		add("server.trusted_proxies: %v", err)
+	}
+	if c.SMTP.Host != "" {
+		smtp := c.SMTP
+		smtp.Defaults()
+		if err := smtp.Verify(); err != nil {
+			add("smtp: %v", err)
+		}
+	} else if c.EmailCodes || c.Notify {
+		add("email_codes and notify need smtp.host")
 	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {

@@ -141,6 +141,24 @@ rate_limit:
   burst: {{.RateLimit.Burst}}
   every: {{q .RateLimit.Every}}
 
+# Mail: codes by e-mail as a second factor, and notices to users when 2FA
+# changes on their account (enabled, disabled, recovery codes regenerated or
+# used, reset by an admin, locked out). Addresses are the users' verified
+# e-mail addresses at the homeserver. No host: no mail at all.
+smtp:
+  host: {{q .SMTP.Host}}
+  port: {{.SMTP.Port}}             # 0: 587 (starttls), 465 (tls) or 25 (none)
+  tls: {{q .SMTP.TLS}}            # starttls (default), tls or none
+  username: {{q .SMTP.Username}}
+  password: {{q .SMTP.Password}}
+  from: {{q .SMTP.From}}
+  timeout: {{q .SMTP.Timeout}}
+# Offer m.login.2fa.email (a 6-digit code, valid 10 minutes, one a minute)
+# to users with a verified e-mail address.
+email_codes: {{.EmailCodes}}
+# Mail users when 2FA changes on their account.
+notify: {{.Notify}}
+
 # Prometheus metrics at http://<listen>/metrics (second-factor attempts,
 # lockouts, held logins, UIA challenges, enrolment changes, homeserver call and
 # request durations; no user IDs). Empty: off. Keep it on loopback or a
