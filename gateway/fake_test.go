@@ -22,6 +22,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/gateway"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
+	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/storage/sqlite"
 )
 
@@ -309,6 +310,14 @@ func (f *fakeHS) Proxy() http.Handler {
 	})
 }
 
+// locked runs fn with the fake locked (the gateway calls it from other
+// goroutines).
+func (f *fakeHS) locked(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn()
+}
+
 // reset forgets the calls recorded so far (tests sharing one gateway).
 func (f *fakeHS) reset() {
 	f.mu.Lock()
@@ -389,7 +398,7 @@ type fast struct {
 // enrolled.
 func newFast(t *testing.T, cfg ...func(*gateway.Config)) *fast {
 	t.Helper()
-	c := &clock{t: time.Date(2031, 3, 14, 15, 9, 0, 0, time.UTC)}
+	c := &clock{t: fastEpoch}
 	gcfg := gateway.Config{LoginTTL: 5 * time.Minute, TokenTTL: 2 * time.Minute, UIATTL: 15 * time.Minute,
 		SSOProviderID: "matrix-2fa", SSOProviderName: "Sign in with 2FA", RedirectAllowlist: []string{ssoAllowed}}
 	for _, f := range cfg {
@@ -410,8 +419,63 @@ func newFast(t *testing.T, cfg ...func(*gateway.Config)) *fast {
 	t.Cleanup(srv.Close)
 	e := &fast{t: t, hs: hs, gw: gw, srv: srv, acc: acc, db: db, clock: c, logs: hook,
 		secrets: map[string][]byte{}, recovery: map[string][]string{}}
-	e.enrol(alice)
+	e.restoreAlice(box)
 	return e
+}
+
+// fastEpoch is where every fast gateway's clock starts.
+var fastEpoch = time.Date(2031, 3, 14, 15, 9, 0, 0, time.UTC)
+
+// aliceEnrolment is alice's enrolment, made once through the account service
+// (Enrol, Confirm) and written into each gateway's database through the
+// store: the QR codes Enrol renders are half of a gateway's setup time.
+var aliceEnrolment struct {
+	once     sync.Once
+	ok       bool
+	secret   []byte
+	totp     storage.TOTP
+	set      storage.RecoverySet
+	recovery []string
+}
+
+// restoreAlice turns 2FA on for alice as aliceEnrolment has it: her secret
+// sealed with this gateway's key, her recovery set, her last step; the clock
+// moves one step on, as after enrol.
+func (e *fast) restoreAlice(box *account.SecretBox) {
+	e.t.Helper()
+	a := &aliceEnrolment
+	a.once.Do(func() {
+		c := &clock{t: fastEpoch}
+		db, _, acc := newCore(e.t, e.acc.Config(), account.WithClock(c.Now), account.WithLogger(quietLogger()))
+		tmp := &fast{t: e.t, acc: acc, clock: c, secrets: map[string][]byte{}, recovery: map[string][]string{}}
+		tmp.enrol(alice)
+		var err error
+		if a.totp, err = db.TOTP(context.Background(), alice); err != nil {
+			e.t.Fatal(err)
+		}
+		if a.set, err = db.RecoverySet(context.Background(), alice); err != nil {
+			e.t.Fatal(err)
+		}
+		a.secret, a.recovery, a.ok = tmp.secrets[alice], tmp.recovery[alice], true
+	})
+	if !a.ok {
+		e.t.Fatal("alice's enrolment could not be made")
+	}
+	ctx, now := context.Background(), e.clock.Now()
+	sealed, err := box.Seal(alice, a.secret)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p := storage.Pending{UserID: alice, Secret: sealed, KeyID: box.KeyID(), Algorithm: a.totp.Algorithm, Digits: a.totp.Digits,
+		Period: a.totp.Period, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := e.db.PutPending(ctx, p); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.db.ConfirmEnrolment(ctx, p, a.totp.LastStep, now, a.set); err != nil {
+		e.t.Fatal(err)
+	}
+	e.secrets[alice], e.recovery[alice] = a.secret, append([]string(nil), a.recovery...)
+	e.clock.Add(time.Duration(a.totp.Period) * time.Second)
 }
 
 // enrol turns 2FA on for userID through the account service.
@@ -442,6 +506,27 @@ func (e *fast) code(userID string) string {
 	}
 	e.clock.Add(time.Duration(p.Period) * time.Second)
 	return c
+}
+
+// wrongCode is a code that is not userID's for any step the account
+// service accepts now (the current one and its neighbours).
+func (e *fast) wrongCode(userID string) string {
+	e.t.Helper()
+	p := e.acc.Params()
+	step := account.Step(e.clock.Now(), p.Period)
+	valid := map[string]bool{}
+	for s := step - 2; s <= step+2; s++ {
+		c, err := account.CodeAt(e.secrets[userID], s, p)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		valid[c] = true
+	}
+	for d := '0'; ; d++ {
+		if c := strings.Repeat(string(d), p.Digits); !valid[c] {
+			return c
+		}
+	}
 }
 
 // do sends a JSON request through the gateway (body: nil, string, []byte or

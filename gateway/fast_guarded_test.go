@@ -48,6 +48,12 @@ func codeAuth(code string) authFn {
 	return func(_ *fast, s string) obj { return sessionOf(obj{"type": "m.login.2fa.totp", "code": code}, s) }
 }
 
+func wrongAuth(user string) authFn {
+	return func(e *fast, s string) obj {
+		return sessionOf(obj{"type": "m.login.2fa.totp", "code": e.wrongCode(user)}, s)
+	}
+}
+
 func passwordAuth2(user, password string) authFn {
 	return func(_ *fast, s string) obj {
 		return sessionOf(obj{"type": "m.login.password", "identifier": userID(user), "password": password}, s)
@@ -163,7 +169,7 @@ func TestFastGuardedStageOrder(t *testing.T) {
 		{"password without a session before TOTP", []round{
 			{auth: passwordAuth2("alice", alicePW), status: 401, errcode: "M_FORBIDDEN", upstream: `{"devices":["D1"]}`}}},
 		{"bare session before TOTP", []round{learn, {auth: bareAuth, status: 401}}},
-		{"wrong code", []round{learn, {auth: codeAuth("000000"), status: 401, errcode: "M_FORBIDDEN"}, totp, password}},
+		{"wrong code", []round{learn, {auth: wrongAuth(alice), status: 401, errcode: "M_FORBIDDEN"}, totp, password}},
 		{"recovery stage after TOTP", []round{learn, totp,
 			{auth: recoveryOf(alice, 1), status: 401, errcode: "M_FORBIDDEN", completed: []string{"m.login.2fa.totp"}}, password}},
 		{"TOTP stage twice", []round{learn, totp,
@@ -198,7 +204,9 @@ func TestFastGuardedStageOrder(t *testing.T) {
 			{path: "/_matrix/client/v3/account/deactivate", fields: obj{}, auth: passwordAuth2("alice", alicePW), status: 403, errcode: "M_FORBIDDEN"}}},
 		{"session used under another prefix", []round{learn, totp,
 			{path: "/_matrix/client/r0/delete_devices", auth: passwordAuth2("alice", alicePW), status: 403, errcode: "M_FORBIDDEN"}}},
-		{"unknown session", []round{{auth: func(e *fast, _ string) obj { return obj{"type": "m.login.2fa.totp", "session": "nope", "code": e.code(alice)} },
+		{"unknown session", []round{{auth: func(e *fast, _ string) obj {
+			return obj{"type": "m.login.2fa.totp", "session": "nope", "code": e.code(alice)}
+		},
 			status: 400, errcode: "M_INVALID_PARAM"}}},
 	}
 	for _, tt := range tests {
@@ -398,8 +406,10 @@ func TestFastGuardedRequestRefused(t *testing.T) {
 			if _, n, _, p := e.hs.counts(); n != 0 || p != 0 {
 				t.Fatalf("%d requests upstream, %d passed through; want none", n, p)
 			}
-			if asked := len(e.hs.whoamis) > 0; asked != tt.whoami {
-				t.Fatalf("whoami asked %v; want %v", e.hs.whoamis, tt.whoami)
+			var whoamis []string
+			e.hs.locked(func() { whoamis = e.hs.whoamis })
+			if asked := len(whoamis) > 0; asked != tt.whoami {
+				t.Fatalf("whoami asked %v; want %v", whoamis, tt.whoami)
 			}
 		})
 	}
@@ -411,7 +421,9 @@ func TestFastGuardedRequestRefused(t *testing.T) {
 func TestFastGuardedOwnSession(t *testing.T) {
 	t.Parallel()
 	const path = "/_matrix/client/v3/account/3pid"
-	creds := func(sid string) obj { return obj{"three_pid_creds": obj{"sid": sid, "client_secret": "cs", "x": 1}, "bind": false, "x": 1} }
+	creds := func(sid string) obj {
+		return obj{"three_pid_creds": obj{"sid": sid, "client_secret": "cs", "x": 1}, "bind": false, "x": 1}
+	}
 	upstream := func(sid string) string {
 		return `{"three_pid_creds":{"sid":"` + sid + `","client_secret":"cs"},"bind":false}`
 	}
@@ -424,7 +436,7 @@ func TestFastGuardedOwnSession(t *testing.T) {
 		{"TOTP", aliceTok, []round{challenge, {auth: totpOf(alice), status: 200, upstream: upstream("s1")}}},
 		{"recovery code", aliceTok, []round{challenge, {auth: recoveryOf(alice, 2), status: 200, upstream: upstream("s1")}}},
 		{"TOTP without a session", aliceTok, []round{{auth: totpOf(alice), status: 200, upstream: upstream("s1")}}},
-		{"wrong code", aliceTok, []round{challenge, {auth: codeAuth("000000"), status: 401, errcode: "M_FORBIDDEN"}}},
+		{"wrong code", aliceTok, []round{challenge, {auth: wrongAuth(alice), status: 401, errcode: "M_FORBIDDEN"}}},
 		{"password stage instead", aliceTok, []round{challenge, {auth: passwordAuth2("alice", alicePW), status: 401, errcode: "M_FORBIDDEN"}}},
 		{"bare session", aliceTok, []round{challenge, {auth: bareAuth, status: 401}}},
 		{"changed creds after the challenge", aliceTok, []round{challenge,

@@ -112,14 +112,14 @@ func TestFastLoginForwarded(t *testing.T) {
 			body: obj{"type": "m.login.application_service", "identifier": userID("as_user1"), "password": "ignored"}, status: 200,
 			want: `{"type":"m.login.application_service","identifier":{"type":"m.id.user","user":"as_user1"}}`, authz: "Bearer " + asToken},
 		{name: "appservice token in the query goes as the header", target: loginPath + "?access_token=" + asToken,
-			body:   obj{"type": "m.login.application_service", "identifier": userID("as_user2")}, status: 200,
+			body: obj{"type": "m.login.application_service", "identifier": userID("as_user2")}, status: 200,
 			want: `{"type":"m.login.application_service","identifier":{"type":"m.id.user","user":"as_user2"}}`, authz: "Bearer " + asToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newFast(t)
-			e.hs.loginTokens["hs-login-token"] = bob
+			e.hs.locked(func() { e.hs.loginTokens["hs-login-token"] = bob })
 			target := tt.target
 			if target == "" {
 				target = loginPath
@@ -212,8 +212,8 @@ func TestFastLoginContinuationNotForwarded(t *testing.T) {
 			return obj{"auth": with(passwordLogin("alice", alicePW), obj{"session": s})}
 		}, 401, "M_FORBIDDEN"},
 		{"auth not an object", func(*fast, string) any { return obj{"auth": "x"} }, 400, "M_BAD_JSON"},
-		{"auth with a wrong code", func(_ *fast, s string) any {
-			return obj{"auth": obj{"type": "m.login.2fa.totp", "session": s, "code": "000000"}}
+		{"auth with a wrong code", func(e *fast, s string) any {
+			return obj{"auth": obj{"type": "m.login.2fa.totp", "session": s, "code": e.wrongCode(alice)}}
 		}, 401, "M_FORBIDDEN"},
 		{"auth with the right code", func(e *fast, s string) any {
 			return obj{"auth": obj{"type": "m.login.2fa.totp", "session": s, "code": e.code(alice)}}
@@ -284,7 +284,7 @@ func TestFastLoginDeviceID(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newFast(t)
-			e.hs.loginTokens["hs-login-token"] = bob
+			e.hs.locked(func() { e.hs.loginTokens["hs-login-token"] = bob })
 			if !tt.unknown {
 				e.learnServerName()
 			}
@@ -335,7 +335,7 @@ func TestFastLoginFailClosed(t *testing.T) {
 		{name: "password login of a 2FA user", body: passwordLogin("alice", alicePW), status: 401, flows: passwordThen2FA, done: "m.login.password"},
 		{name: "password login of a 2FA user by a case variant", body: passwordLogin("Alice", alicePW), status: 401, flows: passwordThen2FA, done: "m.login.password"},
 		{name: "password login by 3PID answered for a 2FA user", answer: jsonResponse(200, obj{"user_id": alice, "access_token": "leaked-1", "device_id": "D"}),
-			body: obj{"type": "m.login.password", "password": alicePW, "identifier": obj{"type": "m.id.thirdparty", "medium": "email", "address": "a@example.org"}},
+			body:   obj{"type": "m.login.password", "password": alicePW, "identifier": obj{"type": "m.id.thirdparty", "medium": "email", "address": "a@example.org"}},
 			status: 401, flows: passwordThen2FA, done: "m.login.password"},
 		{name: "token login of a 2FA user", body: obj{"type": "m.login.token", "token": "alice-login-token"}, status: 401, flows: tokenThen2FA, done: "m.login.token"},
 		{name: "ForbidBarePassword: password login of a 2FA user", forbid: true, body: passwordLogin("alice", alicePW),
@@ -349,10 +349,12 @@ func TestFastLoginFailClosed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newFast(t, func(c *gateway.Config) { c.ForbidBarePassword = tt.forbid })
-			e.hs.loginTokens["alice-login-token"] = alice
-			if tt.answer != nil {
-				e.hs.loginAnswer = func(obj) *homeserver.Response { return tt.answer }
-			}
+			e.hs.locked(func() {
+				e.hs.loginTokens["alice-login-token"] = alice
+				if tt.answer != nil {
+					e.hs.loginAnswer = func(obj) *homeserver.Response { return tt.answer }
+				}
+			})
 			r := e.do("POST", loginPath, "", tt.body)
 			if tt.flows != nil {
 				wantChallenge(t, r, tt.flows, []string{tt.done})
@@ -386,8 +388,8 @@ func TestFastHeldLogin(t *testing.T) {
 	code := func(e *fast, s string) obj {
 		return obj{"auth": obj{"type": "m.login.2fa.totp", "session": s, "code": e.code(alice)}}
 	}
-	wrong := func(_ *fast, s string) obj {
-		return obj{"auth": obj{"type": "m.login.2fa.totp", "session": s, "code": "000000"}}
+	wrong := func(e *fast, s string) obj {
+		return obj{"auth": obj{"type": "m.login.2fa.totp", "session": s, "code": e.wrongCode(alice)}}
 	}
 	recovery := func(e *fast, s string) obj {
 		return obj{"auth": obj{"type": "m.login.2fa.recovery", "session": s, "code": e.recovery[alice][3]}}

@@ -346,8 +346,10 @@ func TestFastRouting(t *testing.T) {
 			logins, dos, _, passed := e.hs.counts()
 			switch tt.want {
 			case refused:
-				if logins+dos+passed+len(e.hs.whoamis) != 0 {
-					t.Fatalf("reached the homeserver: %d logins, %d requests, %d passed through, whoami %v", logins, dos, passed, e.hs.whoamis)
+				var whoamis []string
+				e.hs.locked(func() { whoamis = e.hs.whoamis })
+				if logins+dos+passed+len(whoamis) != 0 {
+					t.Fatalf("reached the homeserver: %d logins, %d requests, %d passed through, whoami %v", logins, dos, passed, whoamis)
 				}
 			case guarded:
 				wantChallenge(t, r, totpThenPassword, nil)
@@ -445,7 +447,10 @@ func TestFastEnrolment(t *testing.T) {
 			e.secrets[bob] = secret
 			return obj{"token": e.code(bob)}
 		}, 200, "", true},
-		{"wrong code", func(*fast, []byte) obj { return obj{"code": "000000"} }, 403, "M_FORBIDDEN", false},
+		{"wrong code", func(e *fast, secret []byte) obj {
+			e.secrets[bob] = secret
+			return obj{"code": e.wrongCode(bob)}
+		}, 403, "M_FORBIDDEN", false},
 		{"no code", func(*fast, []byte) obj { return obj{} }, 400, "M_MISSING_PARAM", false},
 	}
 	for _, tt := range tests {
@@ -471,7 +476,9 @@ func TestFastEnrolment(t *testing.T) {
 			} else {
 				expect(t, login, 200, "")
 			}
-			if got := e.hs.passwordChecks; len(got) != 1 || got[0] != bob {
+			var got []string
+			e.hs.locked(func() { got = e.hs.passwordChecks })
+			if len(got) != 1 || got[0] != bob {
 				t.Fatalf("password checks %v; want one for %s", got, bob)
 			}
 		})
