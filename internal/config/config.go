@@ -54,8 +54,8 @@ type Config struct {
 	// EmailCodes offers codes by e-mail as a second factor (needs SMTP).
 	EmailCodes bool `yaml:"email_codes"`
 	// Notify mails users when 2FA changes on their account (needs SMTP).
-	Notify bool `yaml:"notify"`
-	RateLimit RateLimit      `yaml:"rate_limit"`
+	Notify    bool      `yaml:"notify"`
+	RateLimit RateLimit `yaml:"rate_limit"`
 	// AdminAPI passes the homeserver's admin APIs (/_synapse/admin,
 	// /_dendrite/admin) through the gateway; off they are refused.
 	AdminAPI bool `yaml:"homeserver_admin_api"`
