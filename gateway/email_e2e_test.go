@@ -110,3 +110,41 @@ func TestEmailCodeNotOffered(t *testing.T) {
 		t.Fatalf("e-mail stage without a flow: %s", ask.Raw)
 	}
 }
+
+// TestEmailCodeFallbackPage: a client that does not know the e-mail stage
+// opens its fallback page: "E-mail me a code" mails one, the code completes
+// the stage, and the client's resumed request with the password deletes the
+// device.
+func TestEmailCodeFallbackPage(t *testing.T) {
+	smtp := smtptest.Start(t)
+	mailer, err := notify.NewMailer(notify.Config{Host: smtp.Host(), Port: smtp.Port(), TLS: notify.TLSNone, From: "2fa@localhost"}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	e.withMailer(mailer)
+	u := e.enrol("mailpage")
+	addVerifiedEmail(t, e.hs, u.Localpart, "mailpage@example.org")
+	dev := e.pgNewDevice(u)
+	body := map[string]any{"devices": []string{dev}}
+	ch := e.gw("POST", pgDeleteDevices, u.AccessToken, body)
+	expect(t, ch, 401, "")
+	s := ch.str("session")
+	page := pgSession("/_matrix/client/v3/auth/m.login.2fa.email/fallback/web", s)
+	c := e.pgClient()
+	get := c.get(page)
+	pgWant(t, get, 200, "E-mail me a code", `name="code"`)
+	sent := c.post(page, "csrf", get.hidden("csrf"), "send", "1")
+	pgWant(t, sent, 200, "A code was sent to m***@example.org")
+	code := mailedCode.FindString(smtp.WaitFor(t, "mailpage@example.org", 10*time.Second).Text)
+	if code == "" {
+		t.Fatal("no code in the mail")
+	}
+	pgWant(t, c.post(page, "csrf", get.hidden("csrf"), "code", "000000"), 403, "Invalid code")
+	pgCheckDone(t, c.post(page, "csrf", get.hidden("csrf"), "code", code))
+	body["auth"] = passwordAuth(u.User, s)
+	expect(t, e.gw("POST", pgDeleteDevices, u.AccessToken, body), 200, "")
+	if slices.Contains(e.pgDeviceIDs(u.AccessToken), dev) {
+		t.Fatal("device still there")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -194,7 +195,7 @@ func New(o Options) *Gateway {
 		RedirectAllowlist: o.Config.RedirectAllowlist, FallbackCompletesLogin: o.Config.FallbackCompletesLogin,
 		PublicBaseURL: o.Config.PublicBaseURL},
 		Engine: g.engine, Accounts: o.Accounts, HS: o.Homeserver, Held: g.held, Store: o.Store, Box: o.Box,
-		Proxies: o.Config.TrustedProxies, Upstream: g.proxy, Now: o.Now})
+		Proxies: o.Config.TrustedProxies, Upstream: g.proxy, Codes: g, Now: o.Now})
 	g.router = g.routes()
 	return g
 }
@@ -229,6 +230,7 @@ func (g *Gateway) table() []route {
 		{getPost, Prefixes, "/login/sso/redirect/{idpId}", g.limited(p.SignIn)},
 		{getPost, Prefixes, "/auth/" + flows.StageTOTP + "/fallback/web", g.limited(p.Fallback(flows.StageTOTP))},
 		{getPost, Prefixes, "/auth/" + flows.StageRecovery + "/fallback/web", g.limited(p.Fallback(flows.StageRecovery))},
+		{getPost, Prefixes, "/auth/" + flows.StageEmail + "/fallback/web", g.limited(p.Fallback(flows.StageEmail))},
 		{get, noPrefix, pages.SelfServicePath, p.SelfGet},
 		{post, noPrefix, pages.SelfServicePath, g.limited(p.SelfPost)},
 		{get, noPrefix, pages.StaticPrefix + "{file}", pages.Static().ServeHTTP},
@@ -245,7 +247,7 @@ func (g *Gateway) routes() *mux.Router {
 	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	for _, rt := range g.table() {
 		for _, p := range rt.prefixes {
-			r.HandleFunc(p+rt.path, rt.handler).Methods(rt.methods...)
+			r.HandleFunc(p+rt.path, rt.handler).Methods(slices.Clone(rt.methods)...) // mux upper-cases in place
 		}
 	}
 	// Everything else, and other methods on our paths (CORS preflights

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
@@ -31,6 +32,8 @@ type fallbackData struct {
 	// Recovery: the field asks for a recovery code (the recovery page, or the
 	// TOTP page with ?recovery=1, which still completes the TOTP stage).
 	Recovery bool
+	// Email: the e-mail stage's page (a button to send a code, its field).
+	Email bool
 	// Operation describes what is being authorised; Request is its method
 	// and path ("" for a sign-in).
 	Operation string
@@ -74,6 +77,8 @@ func (p *Pages) Fallback(stage string) http.HandlerFunc {
 		case !p.csrf.check("fallback:"+stage, s.ID, form.Get("csrf"), p.now()):
 			page.Error = "This form has expired. Please try again."
 			renderPage(w, http.StatusForbidden, "fallback.html", page)
+		case stage == flows.StageEmail && form.Get("send") != "":
+			p.fallbackSend(w, r, s, page)
 		default:
 			p.fallbackSubmit(w, r, s, stage, strings.TrimSpace(form.Get("code")), page)
 		}
@@ -91,8 +96,11 @@ func (p *Pages) fallbackPage(r *http.Request, s *uia.Session, stage string) Page
 		}
 		return r.URL.EscapedPath() + "?" + q.Encode()
 	}
-	d := &fallbackData{Stage: stage, Recovery: recoveryField, UserID: s.UserID, Action: link(recoveryField),
-		Digits: p.acc.Params().Digits, Started: s.CreatedAt.UTC().Format("15:04 UTC, 2 January 2006")}
+	d := &fallbackData{Stage: stage, Recovery: recoveryField, Email: stage == flows.StageEmail, UserID: s.UserID,
+		Action: link(recoveryField), Digits: p.acc.Params().Digits, Started: s.CreatedAt.UTC().Format("15:04 UTC, 2 January 2006")}
+	if d.Email {
+		d.Digits = account.EmailCodeDigits
+	}
 	d.Operation, d.Request = describeOperation(s)
 	if isHeldLogin(s) {
 		if env, err := p.held.Open(s); err == nil {
@@ -116,9 +124,12 @@ func (p *Pages) fallbackSubmit(w http.ResponseWriter, r *http.Request, s *uia.Se
 	}
 	err := uia.ErrStageNotAllowed
 	if slices.Contains(s.NextStages(), stage) {
-		if stage == flows.StageTOTP {
+		switch stage {
+		case flows.StageTOTP:
 			err = flows.VerifyEither(ctx, p.acc, s.UserID, code)
-		} else {
+		case flows.StageEmail:
+			err = p.acc.VerifyEmail(ctx, s.UserID, code)
+		default:
 			err = p.acc.VerifyRecovery(ctx, s.UserID, code)
 		}
 	}
@@ -137,6 +148,19 @@ func (p *Pages) fallbackSubmit(w http.ResponseWriter, r *http.Request, s *uia.Se
 		d := page.Data.(*fallbackData)
 		d.Locked, d.Wait = true, httperr.FormatWait(wait)
 		httpx.SetRetryAfter(w.Header(), wait)
+	}
+	p.renderError(w, r, "fallback.html", page, err)
+}
+
+// fallbackSend mails a new e-mail code for session s and shows the page
+// again, saying where it went.
+func (p *Pages) fallbackSend(w http.ResponseWriter, r *http.Request, s *uia.Session, page PageData) {
+	err := uia.ErrStageNotAllowed
+	if slices.Contains(s.NextStages(), flows.StageEmail) {
+		var to string
+		if to, err = p.codes.SendCode(r.Context(), s.UserID); err == nil {
+			err = &flows.CodeSentError{To: to}
+		}
 	}
 	p.renderError(w, r, "fallback.html", page, err)
 }

@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/held"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 	"github.com/matrix-2fa/matrix-2fa/storage"
@@ -21,6 +22,7 @@ type Accounts interface {
 	Params() account.Params
 	VerifyTOTP(ctx context.Context, userID, code string) error
 	VerifyRecovery(ctx context.Context, userID, code string) error
+	VerifyEmail(ctx context.Context, userID, code string) error
 	Status(ctx context.Context, userID string) (account.Status, error)
 	Enrol(ctx context.Context, userID string) (account.Enrolment, error)
 	Confirm(ctx context.Context, userID, code string) ([]string, error)
@@ -75,7 +77,9 @@ type Deps struct {
 	// Upstream serves what is not the pages' (another identity provider's
 	// sign-in): the homeserver, unchanged.
 	Upstream http.Handler
-	Now      func() time.Time
+	// Codes mails e-mail codes (the gateway).
+	Codes flows.CodeSender
+	Now   func() time.Time
 }
 
 // Pages serves the HTML pages: the UIA fallback pages, "Sign in with 2FA"
@@ -91,6 +95,7 @@ type Pages struct {
 	csrf     csrf
 	proxies  ratelimit.Proxies
 	upstream http.Handler
+	codes    flows.CodeSender
 	now      func() time.Time
 }
 
@@ -100,7 +105,7 @@ func New(d Deps) *Pages {
 		d.Now = time.Now
 	}
 	return &Pages{cfg: d.Config, engine: d.Engine, acc: d.Accounts, hs: d.HS, held: d.Held, store: d.Store, box: d.Box,
-		csrf: csrf{key: d.Box.MACKey("csrf")}, proxies: d.Proxies, upstream: d.Upstream, now: d.Now}
+		csrf: csrf{key: d.Box.MACKey("csrf")}, proxies: d.Proxies, upstream: d.Upstream, codes: d.Codes, now: d.Now}
 }
 
 // origin is where r comes from, as the gateway sees it.

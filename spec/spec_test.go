@@ -355,6 +355,10 @@ func TestRoutes(t *testing.T) {
 		{"POST", "/_matrix/client/unstable/org.matrix.msc3882/login/get_token", true},
 		{"POST", "/_matrix/client/unstable/org.matrix.msc3882/login/token", true},
 		// Outside the Matrix API.
+		{"GET", "/_matrix/client/r0/auth/m.login.2fa.email/fallback/web", true},
+		{"POST", "/_matrix/client/r0/auth/m.login.2fa.email/fallback/web", true},
+		{"GET", "/_matrix/client/v3/auth/m.login.2fa.email/fallback/web", true},
+		{"POST", "/_matrix/client/v3/auth/m.login.2fa.email/fallback/web", true},
 		{"GET", "/health", true},
 		{"GET", "/ready", true},
 		{"GET", "/_matrix2fa/", true},
