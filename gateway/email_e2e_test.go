@@ -148,3 +148,35 @@ func TestEmailCodeFallbackPage(t *testing.T) {
 		t.Fatal("device still there")
 	}
 }
+
+// TestEmailCodeSignInPage: on "Sign in with 2FA", a user with a verified
+// address can have a code mailed instead of using the authenticator; that
+// code signs in (once) and the login token works.
+func TestEmailCodeSignInPage(t *testing.T) {
+	smtp := smtptest.Start(t)
+	mailer, err := notify.NewMailer(notify.Config{Host: smtp.Host(), Port: smtp.Port(), TLS: notify.TLSNone, From: "2fa@localhost"}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ssoEnv(t)
+	e.withMailer(mailer)
+	u := e.enrol("mailsignin")
+	addVerifiedEmail(t, e.hs, u.Localpart, "mailsignin@example.org")
+	page := ssoPage(ssoAllowed)
+	c := e.pgClient()
+	codePage := c.ssoCredentials(page, u.Localpart, u.Password)
+	pgWant(t, codePage, 200, "E-mail me a code instead")
+	sent := c.post(page, "csrf", codePage.hidden("csrf"), "step", "code", "session", codePage.hidden("session"),
+		"confirm", codePage.hidden("confirm"), "send", "1")
+	pgWant(t, sent, 200, "A code was sent to m***@example.org", `name="method" value="email"`)
+	code := mailedCode.FindString(smtp.WaitFor(t, "mailsignin@example.org", 10*time.Second).Text)
+	if code == "" {
+		t.Fatal("no code in the mail")
+	}
+	done := c.post(page, "csrf", sent.hidden("csrf"), "step", "code", "session", sent.hidden("session"),
+		"confirm", sent.hidden("confirm"), "method", "email", "code", code)
+	tok := ssoToken(t, done, ssoAllowed+"?loginToken=")
+	if r := e.ssoRedeem(tok, "Phone"); r.Status != 200 || r.str("user_id") != u.UserID {
+		t.Fatalf("redeeming the login token: %d %s", r.Status, r.Raw)
+	}
+}

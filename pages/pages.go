@@ -51,6 +51,15 @@ type Sessions interface {
 	TakeSession(ctx context.Context, id string) (storage.UIASession, error)
 }
 
+// Codes is what the pages need for e-mail codes (the gateway).
+type Codes interface {
+	flows.CodeSender
+	// Factors are the 2FA stages userID may use.
+	Factors(ctx context.Context, userID string) []string
+	// RememberEmails reads and remembers the addresses of token's owner.
+	RememberEmails(ctx context.Context, userID, token string)
+}
+
 // Config is the pages' part of the configuration.
 type Config struct {
 	// SSOProviderID and SSOProviderName name the "Sign in with 2FA" provider.
@@ -78,7 +87,7 @@ type Deps struct {
 	// sign-in): the homeserver, unchanged.
 	Upstream http.Handler
 	// Codes mails e-mail codes (the gateway).
-	Codes flows.CodeSender
+	Codes Codes
 	Now   func() time.Time
 }
 
@@ -95,7 +104,7 @@ type Pages struct {
 	csrf     csrf
 	proxies  ratelimit.Proxies
 	upstream http.Handler
-	codes    flows.CodeSender
+	codes    Codes
 	now      func() time.Time
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -73,6 +74,9 @@ type signinData struct {
 	// Session is the pending login (code step).
 	Session string
 	Digits  int
+	// Email offers a code by e-mail (the user has an address and e-mail
+	// codes are on); EmailSent asks for that code.
+	Email, EmailSent bool
 }
 
 // signin is one request to the sign-in page, as read so far.
@@ -224,7 +228,8 @@ func (p *Pages) signInCredentials(w http.ResponseWriter, r *http.Request, q *sig
 	}
 	var s *uia.Session
 	if err == nil && enabled {
-		s, err = p.held.Hold(r.Context(), storage.KindSignIn, userID, flows.SecondFactorFlows(), "", body, p.origin(r))
+		p.codes.RememberEmails(r.Context(), userID, login.AccessToken)
+		s, err = p.held.Hold(r.Context(), storage.KindSignIn, userID, flows.SecondFactorFlows(p.codes.Factors(r.Context(), userID)...), "", body, p.origin(r))
 	}
 	switch {
 	case err != nil:
@@ -264,6 +269,7 @@ func (p *Pages) passwordLogin(r *http.Request, user, password string) (*mautrix.
 // codeStep puts the pending login s on the page for the code step.
 func (p *Pages) codeStep(q *signin, s *uia.Session) {
 	q.d.Session, q.d.UserID = s.ID, s.UserID
+	q.d.Email = slices.Contains(s.NextStages(), flows.StageEmail)
 	q.page.CSRF = p.csrf.token("signin-code\x00"+q.raw+"\x00"+s.ID, q.cookie, p.now())
 }
 
@@ -311,7 +317,25 @@ func (p *Pages) signInCode(w http.ResponseWriter, r *http.Request, q *signin) {
 		return
 	}
 	p.codeStep(q, s)
+	if q.form.Get("send") != "" {
+		p.signInSendCode(w, r, s, q)
+		return
+	}
 	p.checkSignInCode(w, r, s, q)
+}
+
+// signInSendCode mails an e-mail code for pending login s and shows the
+// code step asking for it.
+func (p *Pages) signInSendCode(w http.ResponseWriter, r *http.Request, s *uia.Session, q *signin) {
+	err := flows.ErrNoEmail
+	if q.d.Email {
+		var to string
+		if to, err = p.codes.SendCode(r.Context(), s.UserID); err == nil {
+			err = &flows.CodeSentError{To: to}
+			q.d.EmailSent = true
+		}
+	}
+	p.renderError(w, r, "signin_code.html", q.page, err)
 }
 
 // checkSignInCode verifies the form's code for pending login s: a wrong code
@@ -319,7 +343,13 @@ func (p *Pages) signInCode(w http.ResponseWriter, r *http.Request, q *signin) {
 // a failure drops the login, a right one issues the login token.
 func (p *Pages) checkSignInCode(w http.ResponseWriter, r *http.Request, s *uia.Session, q *signin) {
 	l := httpx.Logger(r).WithField("user_id", s.UserID)
-	err := flows.VerifyEither(r.Context(), p.acc, s.UserID, q.form.Get("code"))
+	var err error
+	if q.form.Get("method") == "email" {
+		q.d.EmailSent = true
+		err = p.acc.VerifyEmail(r.Context(), s.UserID, q.form.Get("code"))
+	} else {
+		err = flows.VerifyEither(r.Context(), p.acc, s.UserID, q.form.Get("code"))
+	}
 	if errors.Is(err, account.ErrNotEnabled) {
 		err = nil // 2FA was turned off meanwhile: the password was right, go on
 	}
