@@ -156,3 +156,13 @@ func (c *Client) EmailAddresses(ctx context.Context, accessToken string) ([]stri
 	}
 	return out, nil
 }
+
+// ServerNotice sends userID a server notice with body as its text (POST
+// /_synapse/admin/v1/send_server_notice, served by Synapse and Dendrite when
+// their server notices are configured), authorised by adminToken, a
+// homeserver admin's access token. Errors are as for WhoAmI.
+func (c *Client) ServerNotice(ctx context.Context, adminToken, userID, body string) error {
+	req := map[string]any{"user_id": userID, "content": map[string]string{"msgtype": "m.text", "body": body}}
+	_, err := c.call(ctx, http.MethodPost, "/_synapse/admin/v1/send_server_notice", adminToken, req)
+	return err
+}

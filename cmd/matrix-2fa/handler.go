@@ -23,7 +23,7 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 	if err != nil {
 		return nil, nil, err
 	}
-	core.svc.Observe(observer{m: m, n: notifier, emails: core.svc.Emails})
+	obs := observer{m: m, n: notifier, emails: core.svc.Emails}
 	proxies, err := ratelimit.ParseProxies(cfg.Server.TrustedProxies)
 	if err != nil {
 		return nil, nil, err
@@ -33,6 +33,10 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 	if err != nil {
 		return nil, nil, err
 	}
+	if cfg.ServerNoticesToken != "" {
+		obs.sn = notify.NewNotifier(serverNotices{hs: hs, token: cfg.ServerNoticesToken}, notify.NotifierConfig{Logger: log, Failures: m})
+	}
+	core.svc.Observe(obs)
 	gw := gateway.New(gateway.Options{
 		Config: gateway.Config{
 			LoginTTL:               cfg.Login.SessionTTL,
@@ -72,10 +76,12 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 	return gw.Handler(), func() {
 		cancel()
 		<-done
-		if notifier != nil {
-			ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
-			defer stop()
-			notifier.Close(ctx)
+		ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+		defer stop()
+		for _, n := range []*notify.Notifier{notifier, obs.sn} {
+			if n != nil {
+				n.Close(ctx)
+			}
 		}
 	}, nil
 }

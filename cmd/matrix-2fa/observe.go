@@ -14,9 +14,11 @@ import (
 // is configured, to the user as a notice.
 type observer struct {
 	m *metrics.Metrics
-	// n sends notices (nil: none); emails finds where they go.
+	// n sends notices by e-mail (nil: none); emails finds where they go.
 	n      *notify.Notifier
 	emails func(ctx context.Context, userID string) ([]string, error)
+	// sn sends them as Matrix server notices (nil: none).
+	sn *notify.Notifier
 }
 
 var _ account.Observer = observer{}
@@ -49,6 +51,14 @@ func (o observer) Event(userID, kind, detail string) {
 	case kind == storage.AuditLockout:
 		o.m.Lockout()
 	}
+	notice := notify.Notice{Kind: n.kind, UserID: userID}
+	if kind == storage.AuditRecoveryUsed {
+		fmt.Sscanf(detail, "%d remaining", &notice.Remaining)
+	}
+	if o.sn != nil {
+		notice.To = userID // a server notice goes to the user ID
+		o.sn.Notify(notice)
+	}
 	if o.n == nil {
 		return
 	}
@@ -56,9 +66,6 @@ func (o observer) Event(userID, kind, detail string) {
 	if err != nil || len(addresses) == 0 {
 		return // nowhere to send it (counted nowhere: not a failure)
 	}
-	notice := notify.Notice{Kind: n.kind, To: addresses[0], UserID: userID}
-	if kind == storage.AuditRecoveryUsed {
-		fmt.Sscanf(detail, "%d remaining", &notice.Remaining)
-	}
+	notice.To = addresses[0]
 	o.n.Notify(notice)
 }

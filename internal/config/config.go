@@ -54,8 +54,11 @@ type Config struct {
 	// EmailCodes offers codes by e-mail as a second factor (needs SMTP).
 	EmailCodes bool `yaml:"email_codes"`
 	// Notify mails users when 2FA changes on their account (needs SMTP).
-	Notify    bool      `yaml:"notify"`
-	RateLimit RateLimit `yaml:"rate_limit"`
+	Notify bool `yaml:"notify"`
+	// ServerNoticesToken, a homeserver admin's access token, also sends
+	// those notices as Matrix server notices.
+	ServerNoticesToken string    `yaml:"server_notices_token"`
+	RateLimit          RateLimit `yaml:"rate_limit"`
 	// AdminAPI passes the homeserver's admin APIs (/_synapse/admin,
 	// /_dendrite/admin) through the gateway; off they are refused.
 	AdminAPI bool `yaml:"homeserver_admin_api"`

@@ -158,6 +158,9 @@ smtp:
 email_codes: {{.EmailCodes}}
 # Mail users when 2FA changes on their account.
 notify: {{.Notify}}
+# A homeserver admin's access token: the same notices also go to the user as
+# Matrix server notices (Synapse, Dendrite: their server notices configured).
+server_notices_token: {{q .ServerNoticesToken}}
 
 # Prometheus metrics at http://<listen>/metrics (second-factor attempts,
 # lockouts, held logins, UIA challenges, enrolment changes, homeserver call and

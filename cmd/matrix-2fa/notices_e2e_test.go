@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/internal/dendrite"
+	"github.com/matrix-2fa/matrix-2fa/internal/tesths"
+)
+
+// registerAdmin registers a homeserver admin at Dendrite itself with the
+// shared-secret registration API (its CI configuration's secret) and
+// returns its access token.
+func registerAdmin(t *testing.T, hs *dendrite.Server, localpart string) string {
+	t.Helper()
+	ctx := context.Background()
+	st, body, err := hs.Do(ctx, "GET", "/_synapse/admin/v1/register", "", nil)
+	var nonce struct {
+		Nonce string `json:"nonce"`
+	}
+	if err != nil || st != 200 || json.Unmarshal(body, &nonce) != nil {
+		t.Fatalf("register nonce: %d %s %v", st, body, err)
+	}
+	const password = "admin-password-123"
+	mac := hmac.New(sha1.New, []byte("complement"))
+	mac.Write([]byte(nonce.Nonce + "\x00" + localpart + "\x00" + password + "\x00admin"))
+	st, body, err = hs.Do(ctx, "POST", "/_synapse/admin/v1/register", "", map[string]any{
+		"nonce": nonce.Nonce, "username": localpart, "password": password, "admin": true, "mac": hex.EncodeToString(mac.Sum(nil))})
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err != nil || st != 200 || json.Unmarshal(body, &out) != nil || out.AccessToken == "" {
+		t.Fatalf("register admin: %d %s %v", st, body, err)
+	}
+	return out.AccessToken
+}
+
+// TestServerNotices: with a homeserver admin's token configured, enabling
+// 2FA puts a server notice in front of the user at Dendrite (an invitation
+// to the server notices room, whose message says 2FA was turned on).
+func TestServerNotices(t *testing.T) {
+	hs := tesths.Dendrite(t)
+	admin := registerAdmin(t, hs, "notices_admin")
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte("server_notices_token: "+admin+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, stop := startServe(t, "--config", cfgPath, "--homeserver", hs.URL, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0")
+	defer stop()
+	u := tesths.RegisterUser(t, hs, "noticed")
+	enrolThrough(t, "http://"+addr+"/_matrix/client/v3", u)
+
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		st, body, err := hs.Do(context.Background(), "GET", "/_matrix/client/v3/sync?timeout=0", u.AccessToken, nil)
+		if err != nil || st != 200 {
+			t.Fatalf("sync: %d %v", st, err)
+		}
+		var sync struct {
+			Rooms struct {
+				Invite map[string]json.RawMessage `json:"invite"`
+			} `json:"rooms"`
+		}
+		json.Unmarshal(body, &sync)
+		for roomID := range sync.Rooms.Invite {
+			if st, _, _ := hs.Do(context.Background(), "POST", "/_matrix/client/v3/join/"+roomID, u.AccessToken, map[string]any{}); st != 200 {
+				t.Fatalf("joining the notice room: %d", st)
+			}
+			_, msgs, _ := hs.Do(context.Background(), "GET", "/_matrix/client/v3/rooms/"+roomID+"/messages?dir=b&limit=20", u.AccessToken, nil)
+			if bytes.Contains(msgs, []byte("turned on")) {
+				return
+			}
+			t.Fatalf("the notice room has no message about 2FA: %s", msgs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatal("no server notice reached the user")
+}
+
+// enrolThrough turns 2FA on for u through the gateway at gw (its API).
+func enrolThrough(t *testing.T, gw string, u *dendrite.User) {
+	t.Helper()
+	post := func(path string, body any) map[string]any {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", gw+path, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+u.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return out
+	}
+	password := map[string]any{"type": "m.login.password", "identifier": map[string]any{"type": "m.id.user", "user": u.Localpart}, "password": u.Password}
+	password["session"] = post("/account/two-factor/totp", map[string]any{})["session"]
+	en := post("/account/two-factor/totp", map[string]any{"auth": password})
+	secret, _ := en["secret"].(string)
+	code := totpNow(t, secret, -1)
+	if out := post("/account/two-factor/totp/confirm", map[string]any{"code": code}); out["recovery_codes"] == nil {
+		t.Fatalf("confirm: %v", out)
+	}
+}
+
+// totpNow is the TOTP code of base32 secret at the current step plus offset,
+// with the default parameters.
+func totpNow(t *testing.T, secret string, offset int64) string {
+	t.Helper()
+	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
+	if err != nil {
+		t.Fatalf("secret %q: %v", secret, err)
+	}
+	p := account.DefaultConfig()
+	c, err := account.CodeAt(raw, account.Step(time.Now(), p.Period)+offset, account.Params{Algorithm: p.Algorithm, Digits: p.Digits, Period: p.Period})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
