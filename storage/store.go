@@ -262,6 +262,8 @@ const (
 	KindLoginToken SessionKind = "login_token"
 	// KindWeb: a self-service page session.
 	KindWeb SessionKind = "web"
+	// KindAdminWeb: an admin page session.
+	KindAdminWeb SessionKind = "admin_web"
 )
 
 // UIASession is one session: a UIA session bound to one request (method,

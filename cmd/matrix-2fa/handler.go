@@ -47,6 +47,8 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 			PassThroughBodyTimeout: cfg.Server.PassThroughBodyTimeout,
 			AdminAPI:               cfg.AdminAPI,
 			PublicBaseURL:          cfg.PublicBaseURL,
+			Admin:                  cfg.Admin,
+			Provider:               cfg.Provider,
 		},
 		Homeserver: hs,
 		Accounts:   core.svc,
