@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/matrix-2fa/matrix-2fa/admin"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/held"
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
@@ -23,6 +24,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/metrics"
 	"github.com/matrix-2fa/matrix-2fa/pages"
+	"github.com/matrix-2fa/matrix-2fa/provider"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
@@ -81,6 +83,10 @@ type Config struct {
 	// AdminAPI passes the homeserver's admin APIs (/_synapse/admin,
 	// /_dendrite/admin) through; off, they are refused (403).
 	AdminAPI bool
+	// Admin configures the gateway's own admin API and page (off by default).
+	Admin admin.Config
+	// Provider configures the provider API (off without a secret).
+	Provider provider.Config
 }
 
 // Homeserver is what the gateway needs of the homeserver client
@@ -102,6 +108,7 @@ type Homeserver interface {
 // Accounts is what the gateway needs of the 2FA domain (account.Service).
 type Accounts interface {
 	pages.Accounts
+	admin.Accounts
 	EnabledFold(ctx context.Context, userID string) (bool, error)
 	RecordRefused(ctx context.Context, userID, detail string)
 	NewEmailCode(ctx context.Context, userID string) (string, error)
@@ -134,6 +141,8 @@ type Gateway struct {
 	engine *uia.Engine
 	held   *held.Keeper
 	pages  *pages.Pages
+	admin  *admin.Admin
+	prov   *provider.Provider
 	log    logrus.FieldLogger
 	now    func() time.Time
 	proxy  http.Handler
@@ -196,6 +205,9 @@ func New(o Options) *Gateway {
 		PublicBaseURL: o.Config.PublicBaseURL},
 		Engine: g.engine, Accounts: o.Accounts, HS: o.Homeserver, Held: g.held, Store: o.Store, Box: o.Box,
 		Proxies: o.Config.TrustedProxies, Upstream: g.proxy, Codes: g, Now: o.Now})
+	g.admin = admin.New(admin.Deps{Config: o.Config.Admin, Accounts: o.Accounts, HS: o.Homeserver, Store: o.Store,
+		MACKey: o.Box.MACKey("admin-csrf"), PublicBaseURL: o.Config.PublicBaseURL, Proxies: o.Config.TrustedProxies, Now: o.Now})
+	g.prov = provider.New(o.Config.Provider, o.Accounts)
 	g.router = g.routes()
 	return g
 }
@@ -234,6 +246,16 @@ func (g *Gateway) table() []route {
 		{get, noPrefix, pages.SelfServicePath, p.SelfGet},
 		{post, noPrefix, pages.SelfServicePath, g.limited(p.SelfPost)},
 		{get, noPrefix, pages.StaticPrefix + "{file}", pages.Static().ServeHTTP},
+		{get, noPrefix, admin.APIPrefix + "users", g.admin.ListUsers},
+		{get, noPrefix, admin.APIPrefix + "users/{userId}", g.admin.User},
+		{post, noPrefix, admin.APIPrefix + "users/{userId}/reset", g.admin.Reset},
+		{post, noPrefix, admin.APIPrefix + "users/{userId}/unlock", g.admin.Unlock},
+		{get, noPrefix, admin.APIPrefix + "audit", g.admin.Audit},
+		{get, noPrefix, admin.APIPrefix + "counts", g.admin.Counts},
+		{get, noPrefix, admin.PagePath, g.admin.PageGet},
+		{post, noPrefix, admin.PagePath, g.limited(g.admin.PagePost)},
+		{get, noPrefix, provider.Prefix + "users/{userId}", g.prov.Enabled},
+		{post, noPrefix, provider.Prefix + "users/{userId}/verify", g.prov.Verify},
 		{get, noPrefix, "/health", g.handleHealth},
 		{get, noPrefix, "/ready", g.handleReady},
 	}

@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"github.com/matrix-2fa/matrix-2fa/admin"
+	"github.com/matrix-2fa/matrix-2fa/provider"
+
 	"io"
 	"net/http"
 	"strings"
@@ -68,6 +71,9 @@ func (g *Gateway) limited(h http.HandlerFunc) http.HandlerFunc {
 
 // isPage reports whether the path is one of the gateway's HTML pages.
 func isPage(p string) bool {
+	if strings.HasPrefix(p, admin.APIPrefix) || strings.HasPrefix(p, provider.Prefix) {
+		return false
+	}
 	return strings.HasPrefix(p, "/_matrix2fa/") || strings.HasSuffix(p, "/fallback/web") ||
 		strings.Contains(p, "/login/sso/redirect")
 }

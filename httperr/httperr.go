@@ -42,6 +42,17 @@ var (
 	// ErrUpstreamAnswer: the homeserver answered in a way the gateway cannot
 	// check (a 200 login without user_id or access_token): refused.
 	ErrUpstreamAnswer = errors.New("httperr: unexpected answer from the homeserver")
+	// ErrAdminOff: the admin API or page, or the provider API, is not enabled.
+	ErrAdminOff = errors.New("httperr: not enabled")
+	// ErrNotAdmin: the caller is no admin of the 2FA gateway.
+	ErrNotAdmin = errors.New("httperr: not an admin")
+	// ErrOutOfScope: a scoped admin named a user outside their scope (or
+	// asked for what only an admin of every user may see).
+	ErrOutOfScope = errors.New("httperr: user outside the admin's scope")
+	// ErrBadParam: a path or query parameter is malformed.
+	ErrBadParam = errors.New("httperr: malformed parameter")
+	// ErrBadSecret: the provider API's shared secret is missing or wrong.
+	ErrBadSecret = errors.New("httperr: missing or wrong shared secret")
 )
 
 // MMissingParam is the Matrix error mautrix does not predefine.
@@ -96,6 +107,13 @@ var table = []row{
 	{ErrMissingToken, mautrix.MMissingToken.WithMessage("Missing access token"), ""},
 	{ErrInvalidLoginToken, mautrix.MForbidden.WithMessage("Invalid login token"), ""},
 	{ErrUpstreamAnswer, mautrix.MUnknown.WithMessage("Unexpected answer from the homeserver").WithStatus(http.StatusBadGateway), ""},
+	{ErrAdminOff, mautrix.MUnrecognized.WithMessage("Not enabled on this gateway").WithStatus(http.StatusNotFound), "This page is not enabled."},
+	{ErrNotAdmin, mautrix.MForbidden.WithMessage("You are not an administrator of the 2FA gateway"),
+		"This account is not an administrator of the two-factor gateway."},
+	{ErrOutOfScope, mautrix.MForbidden.WithMessage("That user is outside the users you administer"),
+		"That user is outside the users you administer."},
+	{ErrBadParam, mautrix.MInvalidParam.WithMessage("A parameter is malformed"), "Enter a full user ID like @alice:example.org."},
+	{ErrBadSecret, mautrix.MUnknownToken.WithMessage("Missing or wrong shared secret").WithStatus(http.StatusUnauthorized), ""},
 	{homeserver.ErrUnreachable, mautrix.MUnknown.WithMessage("The homeserver cannot be reached; try again shortly").WithStatus(http.StatusBadGateway),
 		"The homeserver cannot be reached. Please try again in a moment."},
 	{storage.ErrUnavailable, mautrix.MUnknown.WithMessage("The 2FA database is unavailable; try again shortly").WithStatus(http.StatusServiceUnavailable),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 )
 
 // The pages (fallback, sign-in, self-service) are server-rendered from
@@ -151,4 +152,37 @@ func Limited(w http.ResponseWriter, wait time.Duration) {
 	httpx.SetRetryAfter(w.Header(), wait)
 	renderMessage(w, http.StatusTooManyRequests, "Too many attempts",
 		"Too many attempts from your network. Try again in "+httperr.FormatWait(wait)+".")
+}
+
+// Render writes template name the way every page is written (strict CSP, no
+// caching, no referrer), for the pages of other packages whose templates live
+// here (admin.html).
+func Render(w http.ResponseWriter, status int, name string, d PageData) {
+	renderPage(w, status, name, d)
+}
+
+// CSRF signs and checks form tokens for the pages of other packages, as the
+// pages here do: an HMAC of a purpose and a binding, valid for the hour it
+// was made in and the next.
+type CSRF struct{ c csrf }
+
+// NewCSRF returns a signer under key (a Sealer's MACKey).
+func NewCSRF(key []byte) CSRF { return CSRF{csrf{key: key}} }
+
+// Token returns the token for purpose and binding at now.
+func (c CSRF) Token(purpose, binding string, now time.Time) string {
+	return c.c.token(purpose, binding, now)
+}
+
+// Check verifies token in constant time.
+func (c CSRF) Check(purpose, binding, token string, now time.Time) bool {
+	return c.c.check(purpose, binding, token, now)
+}
+
+// Secure reports whether r reached the gateway over https (directly, through
+// a trusted proxy that says so, or by an https publicBaseURL): cookies are
+// then marked Secure.
+func Secure(r *http.Request, publicBaseURL string, proxies ratelimit.Proxies) bool {
+	return r.TLS != nil || strings.HasPrefix(publicBaseURL, "https://") ||
+		(proxies.TrustedPeer(r) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
 }

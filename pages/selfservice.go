@@ -122,8 +122,7 @@ func selfStoreID(cookie string) string {
 // a trusted proxy that says so, or by the configured public URL. Cookies are
 // then marked Secure.
 func (p *Pages) secure(r *http.Request) bool {
-	return r.TLS != nil || strings.HasPrefix(p.cfg.PublicBaseURL, "https://") ||
-		(p.proxies.TrustedPeer(r) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
+	return Secure(r, p.cfg.PublicBaseURL, p.proxies)
 }
 
 func (p *Pages) setSelfCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {

@@ -364,6 +364,16 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/_matrix2fa/", true},
 		{"POST", "/_matrix2fa/", true},
 		{"GET", "/_matrix2fa/static/{file}", true},
+		{"GET", "/_matrix2fa/admin/", true},
+		{"POST", "/_matrix2fa/admin/", true},
+		{"GET", "/_matrix2fa/admin/v1/users", true},
+		{"GET", "/_matrix2fa/admin/v1/users/{userId}", true},
+		{"POST", "/_matrix2fa/admin/v1/users/{userId}/reset", true},
+		{"POST", "/_matrix2fa/admin/v1/users/{userId}/unlock", true},
+		{"GET", "/_matrix2fa/admin/v1/audit", true},
+		{"GET", "/_matrix2fa/admin/v1/counts", true},
+		{"GET", "/_matrix2fa/provider/v1/users/{userId}", true},
+		{"POST", "/_matrix2fa/provider/v1/users/{userId}/verify", true},
 
 		// Not served by the gateway itself.
 		{"POST", "/_matrix/client/r0/login/get_token", false},

@@ -98,6 +98,55 @@ const (
 	AuditRefused = "refused"
 )
 
+// AuditQuery selects audit events for QueryAudit; zero fields select all.
+type AuditQuery struct {
+	UserID string
+	Kind   string
+	// Since selects events at or after it.
+	Since time.Time
+	// Before selects events whose ID is below it (the cursor of the next
+	// page: the ID of the last event of this one).
+	Before int64
+	Limit  int
+}
+
+// User filters of UserQuery.
+const (
+	UsersAll     = "all"     // with an authenticator, or locked
+	UsersEnabled = "enabled" // with an authenticator
+	UsersLocked  = "locked"  // locked out at UserQuery.Now
+)
+
+// UserQuery selects users for ListUsers.
+type UserQuery struct {
+	// Status is UsersAll ("" too), UsersEnabled or UsersLocked.
+	Status string
+	// After selects user IDs greater than it (the cursor of the next page).
+	After string
+	// UserID, when set, selects that user only.
+	UserID string
+	Limit  int
+	// Now is when "locked" is judged.
+	Now time.Time
+}
+
+// UserRow is one user of ListUsers.
+type UserRow struct {
+	UserID    string
+	Enabled   bool
+	EnabledAt time.Time
+	// LockedUntil is when the user's back-off ends; zero when the user is
+	// not locked at the query's Now.
+	LockedUntil time.Time
+}
+
+// UserCounts are CountUsers' numbers.
+type UserCounts struct {
+	Enabled int
+	Locked  int
+	Pending int
+}
+
 // Attempt is the outcome of ReserveAttempt.
 type Attempt struct {
 	// Allowed says the attempt was recorded and may be checked.
@@ -169,6 +218,15 @@ type Store interface {
 	AddAudit(ctx context.Context, ev AuditEvent) error
 	// AuditEvents returns the user's newest events first, at most limit.
 	AuditEvents(ctx context.Context, userID string, limit int) ([]AuditEvent, error)
+	// QueryAudit returns the events q selects, newest first, at most q.Limit.
+	QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+
+	// ListUsers returns the users q selects (with an authenticator, locked at
+	// q.Now, or either) in ascending byte order of user ID, at most q.Limit.
+	ListUsers(ctx context.Context, q UserQuery) ([]UserRow, error)
+	// CountUsers counts the users with an authenticator, those locked at now
+	// and the pending enrolments live at now.
+	CountUsers(ctx context.Context, now time.Time) (UserCounts, error)
 
 	// Meta returns a store-wide value, or ErrNotFound.
 	Meta(ctx context.Context, key string) ([]byte, error)
@@ -207,6 +265,8 @@ const (
 	KindLoginToken SessionKind = "login_token"
 	// KindWeb: a self-service page session.
 	KindWeb SessionKind = "web"
+	// KindAdminWeb: an admin page session.
+	KindAdminWeb SessionKind = "admin_web"
 )
 
 // UIASession is one session: a UIA session bound to one request (method,

@@ -58,6 +58,8 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 			AdminAPI:               cfg.AdminAPI,
 			PublicBaseURL:          cfg.PublicBaseURL,
 			ReadEmails:             cfg.SMTP.Host != "" && cfg.Notify,
+			Admin:                  cfg.Admin,
+			Provider:               cfg.Provider,
 		},
 		Homeserver: hs,
 		Accounts:   core.svc,

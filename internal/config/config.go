@@ -15,7 +15,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/admin"
 	"github.com/matrix-2fa/matrix-2fa/notify"
+	"github.com/matrix-2fa/matrix-2fa/provider"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 )
 
@@ -62,6 +64,10 @@ type Config struct {
 	// AdminAPI passes the homeserver's admin APIs (/_synapse/admin,
 	// /_dendrite/admin) through the gateway; off they are refused.
 	AdminAPI bool `yaml:"homeserver_admin_api"`
+	// Admin is the gateway's own admin API and page (off by default).
+	Admin admin.Config `yaml:"admin"`
+	// Provider is the provider API for other login paths (off by default).
+	Provider provider.Config `yaml:"provider"`
 }
 
 // Server configures the listener's limits.
@@ -169,6 +175,12 @@ func Load(path string) (Config, error) {
 	// "redirect_allowlist: []" (as generate-config writes it) is the default.
 	if len(c.Login.RedirectAllowlist) == 0 {
 		c.Login.RedirectAllowlist = nil
+	}
+	if len(c.Admin.Admins) == 0 {
+		c.Admin.Admins = nil
+	}
+	if len(c.Admin.Scoped) == 0 {
+		c.Admin.Scoped = nil
 	}
 	return c, nil
 }
@@ -281,6 +293,8 @@ func (c Config) Validate() []error {
 	if c.WhoAmITTL < 0 || c.WhoAmITTL > 10*time.Minute {
 		add("whoami_cache_ttl: must be between 0 and 10m, not %s", c.WhoAmITTL)
 	}
+	errs = append(errs, c.Admin.Validate()...)
+	errs = append(errs, c.Provider.Validate()...)
 	switch strings.ToLower(c.Log.Level) {
 	case "trace", "debug", "info", "warn", "warning", "error":
 	default:

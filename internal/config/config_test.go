@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/admin"
 )
 
 func writeFile(t *testing.T, body string) string {
@@ -46,6 +47,13 @@ func TestTemplateRoundTrip(t *testing.T) {
 		{"redirect allowlist", func(c *Config) {
 			c.Homeserver = "http://127.0.0.1:8008"
 			c.Login.RedirectAllowlist = []string{"https://app.element.io/", "https://chat.example.org/#/"}
+		}},
+		{"admin and provider", func(c *Config) {
+			c.Homeserver = "http://127.0.0.1:8008"
+			c.Admin = admin.Config{Enabled: true, HomeserverAdmins: true, Admins: []string{"@root:example.org"},
+				Scoped:      []admin.ScopedAdmin{{User: "@lead:example.org", Users: []string{"@team-*:example.org", "@*:team.example.org"}}},
+				TokenSHA256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}
+			c.Provider.SecretSHA256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
 		}},
 		{"non-default durations and numbers", func(c *Config) {
 			c.Homeserver = "http://127.0.0.1:8008"

@@ -174,6 +174,31 @@ metrics:
 # (e.g. Synapse's "login as user"); reach them on the homeserver's loopback port.
 homeserver_admin_api: {{.AdminAPI}}
 
+# The gateway's own admin API (/_matrix2fa/admin/v1/…) and page
+# (/_matrix2fa/admin/): list users with 2FA, status and audit trail, reset,
+# unlock, counts. Every reset and unlock is audited with the admin's name.
+admin:
+  enabled: {{.Admin.Enabled}}
+  # Let the homeserver's own admins in (asked of the homeserver with the
+  # caller's access token: Synapse's and Dendrite's admin APIs).
+  homeserver_admins: {{.Admin.HomeserverAdmins}}
+  # User IDs that administer every user, whatever the homeserver says.
+  admins: {{q .Admin.Admins}}
+  # Admins of some users only: patterns on user IDs where * matches anything,
+  # e.g. [{"user": "@lead:example.org", "users": ["@team-*:example.org"]}].
+  # A user listed here is scoped even when the homeserver says admin.
+  scoped_admins: {{q .Admin.Scoped}}
+  # SHA-256 (hex) of a static admin token for scripts (Authorization: Bearer
+  # <token>); make one with: printf %s "$TOKEN" | sha256sum. Empty: none.
+  token_sha256: {{q .Admin.TokenSHA256}}
+
+# The provider API for other login paths (/_matrix2fa/provider/v1/…: is 2FA
+# on for a user, verify a code), authorised by a shared secret (Authorization:
+# Bearer <secret>). Set the secret's SHA-256 (hex): printf %s "$SECRET" |
+# sha256sum. Empty: off.
+provider:
+  secret_sha256: {{q .Provider.SecretSHA256}}
+
 log:
   level: {{q .Log.Level}}    # trace, debug, info, warn, error
   format: {{q .Log.Format}}   # text or json

@@ -16,7 +16,7 @@ import (
 const maxLines = 60
 
 // packages are the HTTP-facing packages the bound applies to.
-var packages = []string{"gateway", "held", "pages", "httpx", "httperr", "canonical", "ratelimit"}
+var packages = []string{"gateway", "held", "pages", "httpx", "httperr", "canonical", "ratelimit", "admin", "provider"}
 
 func TestFunctionLength(t *testing.T) {
 	root := filepath.Join("..", "..")

@@ -99,6 +99,9 @@ func Run(t *testing.T, f Factory) {
 		{"SessionTakeConcurrent", testSessionTake},
 		{"HasTOTPFold", testHasTOTPFold},
 		{"UserSessions", testUserSessions},
+		{"ListUsers", testListUsers},
+		{"CountUsers", testCountUsers},
+		{"QueryAudit", testQueryAudit},
 	}
 	tests = append(tests, emailTests...)
 	for _, tc := range tests {
@@ -729,5 +732,161 @@ func testUserSessions(t *testing.T, f Factory) {
 	}
 	if got, err := s.TakeSession(ctx, "other-kind"); err != nil || got.Kind != storage.KindSignIn {
 		t.Errorf("TakeSession keeps the kind: %q, %v", got.Kind, err)
+	}
+}
+
+// lock makes user locked until window × 1 from now (limit failures).
+func lock(t *testing.T, s storage.Store, user string, now time.Time) {
+	t.Helper()
+	for i := 0; i < 3; i++ {
+		if _, err := s.ReserveAttempt(context.Background(), user, now, time.Minute, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func userIDs(rows []storage.UserRow) []string {
+	var out []string
+	for _, r := range rows {
+		out = append(out, r.UserID)
+	}
+	return out
+}
+
+func testListUsers(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	// Byte order: upper case before lower case, "Z" before "a".
+	for _, u := range []string{"@b:x", "@a:x", "@Z:x", "@c:x"} {
+		enable(t, s, u, 1)
+	}
+	lock(t, s, "@a:x", t0)
+	lock(t, s, "@d:x", t0) // locked (a pending enrolment's confirmation), no authenticator
+	// A streak without a lock is not listed.
+	if _, err := s.ReserveAttempt(ctx, "@e:x", t0, time.Minute, 3); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		q    storage.UserQuery
+		want []string
+	}{
+		{"all", storage.UserQuery{Status: storage.UsersAll, Limit: 10, Now: t0}, []string{"@Z:x", "@a:x", "@b:x", "@c:x", "@d:x"}},
+		{"default is all", storage.UserQuery{Limit: 10, Now: t0}, []string{"@Z:x", "@a:x", "@b:x", "@c:x", "@d:x"}},
+		{"page", storage.UserQuery{Limit: 2, Now: t0}, []string{"@Z:x", "@a:x"}},
+		{"next page", storage.UserQuery{After: "@a:x", Limit: 2, Now: t0}, []string{"@b:x", "@c:x"}},
+		{"enabled", storage.UserQuery{Status: storage.UsersEnabled, Limit: 10, Now: t0}, []string{"@Z:x", "@a:x", "@b:x", "@c:x"}},
+		{"locked", storage.UserQuery{Status: storage.UsersLocked, Limit: 10, Now: t0}, []string{"@a:x", "@d:x"}},
+		{"locked ends", storage.UserQuery{Status: storage.UsersLocked, Limit: 10, Now: t0.Add(time.Hour)}, nil},
+		{"one user", storage.UserQuery{UserID: "@b:x", Limit: 10, Now: t0}, []string{"@b:x"}},
+		{"one unknown user", storage.UserQuery{UserID: "@q:x", Limit: 10, Now: t0}, nil},
+	}
+	for _, tc := range cases {
+		got, err := s.ListUsers(ctx, tc.q)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if fmt.Sprint(userIDs(got)) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: ListUsers = %v; want %v", tc.name, userIDs(got), tc.want)
+		}
+	}
+	rows, err := s.ListUsers(ctx, storage.UserQuery{Limit: 10, Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		switch r.UserID {
+		case "@a:x":
+			if !r.Enabled || !r.EnabledAt.Equal(t0) || !r.LockedUntil.Equal(t0.Add(time.Minute)) {
+				t.Errorf("@a:x = %+v; want enabled at t0, locked until t0+1m", r)
+			}
+		case "@d:x":
+			if r.Enabled || r.LockedUntil.IsZero() {
+				t.Errorf("@d:x = %+v; want locked, not enabled", r)
+			}
+		case "@b:x":
+			if !r.Enabled || !r.LockedUntil.IsZero() {
+				t.Errorf("@b:x = %+v; want enabled, not locked", r)
+			}
+		}
+	}
+}
+
+func testCountUsers(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	enable(t, s, "@a:x", 1)
+	enable(t, s, "@b:x", 1)
+	lock(t, s, "@b:x", t0)
+	if err := s.PutPending(ctx, pending("@c:x", "p", t0.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutPending(ctx, pending("@d:x", "p", t0.Add(-time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.CountUsers(ctx, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (storage.UserCounts{Enabled: 2, Locked: 1, Pending: 1}) {
+		t.Errorf("CountUsers = %+v; want 2 enabled, 1 locked, 1 pending", c)
+	}
+	if err := s.ClearFailures(ctx, "@b:x"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.CountUsers(ctx, t0); c.Locked != 0 {
+		t.Errorf("after ClearFailures: %d locked; want 0", c.Locked)
+	}
+}
+
+func testQueryAudit(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	evs := []storage.AuditEvent{
+		{UserID: "@a:x", Kind: storage.AuditEnrol, At: t0},
+		{UserID: "@b:x", Kind: storage.AuditEnrol, At: t0.Add(time.Second)},
+		{UserID: "@a:x", Kind: storage.AuditAdminReset, Detail: "by @admin:x", At: t0.Add(2 * time.Second)},
+		{UserID: "@a:x", Kind: storage.AuditEnrol, At: t0.Add(3 * time.Second)},
+	}
+	for _, ev := range evs {
+		if err := s.AddAudit(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.QueryAudit(ctx, storage.AuditQuery{Limit: 10})
+	if err != nil || len(all) != 4 {
+		t.Fatalf("QueryAudit(all) = %d events, %v; want 4", len(all), err)
+	}
+	kinds := func(evs []storage.AuditEvent) string {
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.UserID+"/"+e.Kind)
+		}
+		return fmt.Sprint(out)
+	}
+	cases := []struct {
+		name string
+		q    storage.AuditQuery
+		want string
+	}{
+		{"newest first", storage.AuditQuery{Limit: 2}, "[@a:x/enrol @a:x/admin_reset]"},
+		{"user", storage.AuditQuery{UserID: "@a:x", Limit: 10}, "[@a:x/enrol @a:x/admin_reset @a:x/enrol]"},
+		{"kind", storage.AuditQuery{Kind: storage.AuditEnrol, Limit: 10}, "[@a:x/enrol @b:x/enrol @a:x/enrol]"},
+		{"user and kind", storage.AuditQuery{UserID: "@a:x", Kind: storage.AuditAdminReset, Limit: 10}, "[@a:x/admin_reset]"},
+		{"since", storage.AuditQuery{Since: t0.Add(2 * time.Second), Limit: 10}, "[@a:x/enrol @a:x/admin_reset]"},
+		{"before", storage.AuditQuery{Before: all[1].ID, Limit: 10}, "[@b:x/enrol @a:x/enrol]"},
+		{"none", storage.AuditQuery{UserID: "@q:x", Limit: 10}, "[]"},
+	}
+	for _, tc := range cases {
+		got, err := s.QueryAudit(ctx, tc.q)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if kinds(got) != tc.want {
+			t.Errorf("%s: QueryAudit = %s; want %s", tc.name, kinds(got), tc.want)
+		}
+	}
+	if all[1].Detail != "by @admin:x" || !all[1].At.Equal(t0.Add(2*time.Second)) {
+		t.Errorf("event = %+v; want the admin reset at t0+2s", all[1])
 	}
 }

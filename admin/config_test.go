@@ -1,0 +1,57 @@
+package admin
+
+import "testing"
+
+func TestGlob(t *testing.T) {
+	cases := []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"@*:example.org", "@alice:example.org", true},
+		{"@*:example.org", "@alice:example.org.evil", false},
+		{"@*:example.org", "@alice:other.org", false},
+		{"@team-*:example.org", "@team-a:example.org", true},
+		{"@team-*:example.org", "@team-:example.org", true},
+		{"@team-*:example.org", "@teamx:example.org", false},
+		{"@alice:example.org", "@alice:example.org", true},
+		{"@alice:example.org", "@alice:example.orgx", false},
+		{"@*-ops-*:x", "@a-ops-b:x", true},
+		{"@*-ops-*:x", "@a-op-b:x", false},
+		{"@a*a:x", "@a:x", false},
+		{"*", "@anything:x", true},
+	}
+	for _, tc := range cases {
+		if got := Glob(tc.pattern, tc.s); got != tc.want {
+			t.Errorf("Glob(%q, %q) = %v; want %v", tc.pattern, tc.s, got, tc.want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		c    Config
+		errs int
+	}{
+		{"off", Config{}, 0},
+		{"on with nobody", Config{Enabled: true}, 1},
+		{"homeserver admins", Config{Enabled: true, HomeserverAdmins: true}, 0},
+		{"bad admin", Config{Enabled: true, Admins: []string{"alice"}}, 1},
+		{"scoped without patterns", Config{Enabled: true, Scoped: []ScopedAdmin{{User: "@a:x"}}}, 1},
+		{"bad pattern", Config{Enabled: true, Scoped: []ScopedAdmin{{User: "@a:x", Users: []string{"team-*"}}}}, 1},
+		{"bad token hash", Config{Enabled: true, TokenSHA256: "abc"}, 1},
+		{"token", Config{Enabled: true, TokenSHA256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}, 0},
+	}
+	for _, tc := range cases {
+		if errs := tc.c.Validate(); len(errs) != tc.errs {
+			t.Errorf("%s: Validate = %v; want %d problems", tc.name, errs, tc.errs)
+		}
+	}
+}
+
+func TestTokenMatches(t *testing.T) {
+	c := Config{TokenSHA256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"} // sha256("foo")
+	if !c.tokenMatches("foo") || c.tokenMatches("bar") || c.tokenMatches("") || (Config{}).tokenMatches("") {
+		t.Error("tokenMatches is wrong")
+	}
+}
