@@ -3,10 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
 	"encoding/base32"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -19,39 +16,16 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/internal/tesths"
 )
 
-// registerAdmin registers a homeserver admin at Dendrite itself with the
-// shared-secret registration API (its CI configuration's secret) and
-// returns its access token.
-func registerAdmin(t *testing.T, hs *dendrite.Server, localpart string) string {
-	t.Helper()
-	ctx := context.Background()
-	st, body, err := hs.Do(ctx, "GET", "/_synapse/admin/v1/register", "", nil)
-	var nonce struct {
-		Nonce string `json:"nonce"`
-	}
-	if err != nil || st != 200 || json.Unmarshal(body, &nonce) != nil {
-		t.Fatalf("register nonce: %d %s %v", st, body, err)
-	}
-	const password = "admin-password-123"
-	mac := hmac.New(sha1.New, []byte("complement"))
-	mac.Write([]byte(nonce.Nonce + "\x00" + localpart + "\x00" + password + "\x00admin"))
-	st, body, err = hs.Do(ctx, "POST", "/_synapse/admin/v1/register", "", map[string]any{
-		"nonce": nonce.Nonce, "username": localpart, "password": password, "admin": true, "mac": hex.EncodeToString(mac.Sum(nil))})
-	var out struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err != nil || st != 200 || json.Unmarshal(body, &out) != nil || out.AccessToken == "" {
-		t.Fatalf("register admin: %d %s %v", st, body, err)
-	}
-	return out.AccessToken
-}
-
 // TestServerNotices: with a homeserver admin's token configured, enabling
 // 2FA puts a server notice in front of the user at Dendrite (an invitation
 // to the server notices room, whose message says 2FA was turned on).
 func TestServerNotices(t *testing.T) {
 	hs := tesths.Dendrite(t)
-	admin := registerAdmin(t, hs, "notices_admin")
+	adminUser, err := hs.RegisterAdmin(context.Background(), "notices_admin", "admin-password-123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminUser.AccessToken
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte("server_notices_token: "+admin+"\n"), 0o600); err != nil {
 		t.Fatal(err)
