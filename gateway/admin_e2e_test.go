@@ -109,7 +109,7 @@ func TestAdminAPIE2E(t *testing.T) {
 
 	t.Run("lockout shows, unlock names the admin", func(t *testing.T) {
 		for i := 0; i < 5; i++ {
-			expect(t, e.provider("POST", alice.UserID, "verify", providerSecret, map[string]any{"code": e.e2eWrongCode(alice)}), 403, "M_FORBIDDEN")
+			expect(t, e.provider("POST", alice.UserID, "verify", providerSecret, map[string]any{"code": e.wrongCode(alice)}), 403, "M_FORBIDDEN")
 		}
 		expect(t, e.provider("POST", alice.UserID, "verify", providerSecret, map[string]any{"code": e.code(alice)}), 429, "M_LIMIT_EXCEEDED")
 		r := e.gw("GET", admin.APIPrefix+"users?status=locked", boss.AccessToken, nil)

@@ -16,7 +16,7 @@ func TestBrowserAdminPage(t *testing.T) {
 	boss := e.enrolUser(e.registerAdmin("pageboss"))
 	target := e.enrol("pagevictim")
 	for i := 0; i < 5; i++ {
-		expect(t, e.provider("POST", target.UserID, "verify", providerSecret, map[string]any{"code": e.e2eWrongCode(target)}), 403, "M_FORBIDDEN")
+		expect(t, e.provider("POST", target.UserID, "verify", providerSecret, map[string]any{"code": e.wrongCode(target)}), 403, "M_FORBIDDEN")
 	}
 	vars := map[string]string{
 		"GATEWAY_URL":    e.srv.URL,

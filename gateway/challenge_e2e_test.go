@@ -15,13 +15,13 @@ func TestEveryChallengeHasFourFields(t *testing.T) {
 	u := e.enrol("fourfields")
 	const tf = "/_matrix/client/v3/account/two-factor"
 	login := e.gw("POST", pgLogin, "", pwLogin(u.User, u.Password))
-	dev := e.e2eNewDevice(u)
+	dev := e.newDevice(u)
 	guarded := e.gw("DELETE", "/_matrix/client/v3/devices/"+dev, u.AccessToken, map[string]any{})
 	regen := e.gw("POST", tf+"/recovery", u.AccessToken, map[string]any{})
 	bodies := map[string]resp{
 		"login challenge": login,
 		"login, wrong code": e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{
-			"type": "m.login.2fa.totp", "session": login.str("session"), "code": e.pgWrongCode(u)}}),
+			"type": "m.login.2fa.totp", "session": login.str("session"), "code": e.wrongCode(u)}}),
 		"guarded challenge": guarded,
 		"guarded, password too early": e.gw("DELETE", "/_matrix/client/v3/devices/"+dev, u.AccessToken,
 			map[string]any{"auth": passwordAuth(u.User, guarded.str("session"))}),
@@ -30,7 +30,7 @@ func TestEveryChallengeHasFourFields(t *testing.T) {
 		"enrol challenge":      e.gw("POST", tf+"/totp", u.AccessToken, map[string]any{}),
 		"regenerate challenge": regen,
 		"regenerate, wrong code": e.gw("POST", tf+"/recovery", u.AccessToken, map[string]any{"auth": map[string]any{
-			"type": "m.login.2fa.totp", "session": regen.str("session"), "code": e.pgWrongCode(u)}}),
+			"type": "m.login.2fa.totp", "session": regen.str("session"), "code": e.wrongCode(u)}}),
 	}
 	for name, r := range bodies {
 		if r.Status != 401 {

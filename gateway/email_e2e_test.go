@@ -85,7 +85,7 @@ func TestEmailCodeLogin(t *testing.T) {
 	// Lockout shared with TOTP: the failures so far plus wrong TOTP codes
 	// reach the limit, and then even a right TOTP code is refused.
 	for i := 0; i < 5; i++ {
-		e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"type": "m.login.2fa.totp", "session": s2, "code": e.pgWrongCode(u)}})
+		e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"type": "m.login.2fa.totp", "session": s2, "code": e.wrongCode(u)}})
 	}
 	s3 := login().str("session") // the locked-out login was dropped
 	locked := e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"type": "m.login.2fa.totp", "session": s3, "code": e.code(u)}})
@@ -125,7 +125,7 @@ func TestEmailCodeFallbackPage(t *testing.T) {
 	e.withMailer(mailer)
 	u := e.enrol("mailpage")
 	addVerifiedEmail(t, e.hs, u.Localpart, "mailpage@example.org")
-	dev := e.pgNewDevice(u)
+	dev := e.newDevice(u)
 	body := map[string]any{"devices": []string{dev}}
 	ch := e.gw("POST", pgDeleteDevices, u.AccessToken, body)
 	expect(t, ch, 401, "")
@@ -144,7 +144,7 @@ func TestEmailCodeFallbackPage(t *testing.T) {
 	pgCheckDone(t, c.post(page, "csrf", get.hidden("csrf"), "code", code))
 	body["auth"] = passwordAuth(u.User, s)
 	expect(t, e.gw("POST", pgDeleteDevices, u.AccessToken, body), 200, "")
-	if slices.Contains(e.pgDeviceIDs(u.AccessToken), dev) {
+	if slices.Contains(e.deviceIDs(u.AccessToken), dev) {
 		t.Fatal("device still there")
 	}
 }

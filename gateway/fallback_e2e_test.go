@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -149,50 +148,6 @@ func pgCheckDone(t *testing.T, p pgPage) {
 	}
 }
 
-// pgWrongCode returns a TOTP code that is not valid now (nor one step off).
-func (e *env) pgWrongCode(u *enrolled) string {
-	e.t.Helper()
-	valid := map[string]bool{}
-	for off := -2; off <= 2; off++ {
-		valid[e.peekCode(u, off)] = true
-	}
-	for _, c := range []string{"000000", "111111", "123456", "654321", "999999"} {
-		if !valid[c] {
-			return c
-		}
-	}
-	e.t.Fatal("no wrong code")
-	return ""
-}
-
-// pgDeviceIDs lists token's user's devices, asking Dendrite directly.
-func (e *env) pgDeviceIDs(token string) []string {
-	e.t.Helper()
-	r := e.direct("GET", pgDevices, token, nil)
-	if r.Status != 200 {
-		e.t.Fatalf("GET devices at Dendrite: %d %s", r.Status, r.Raw)
-	}
-	var ids []string
-	list, _ := r.Body["devices"].([]any)
-	for _, d := range list {
-		m, _ := d.(map[string]any)
-		s, _ := m["device_id"].(string)
-		ids = append(ids, s)
-	}
-	slices.Sort(ids)
-	return ids
-}
-
-// pgNewDevice logs u in directly at Dendrite and returns the new device ID.
-func (e *env) pgNewDevice(u *enrolled) string {
-	e.t.Helper()
-	d, err := e.hs.Login(context.Background(), u.Localpart, u.Password)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return d.DeviceID
-}
-
 // pgDeleteChallenge starts delete_devices for device through the gateway and
 // returns the session of its 401.
 func (e *env) pgDeleteChallenge(u *enrolled, device string) string {
@@ -214,7 +169,7 @@ func pgSession(path, s string) string { return path + "?session=" + url.QueryEsc
 func TestFallbackTOTPDeleteDevices(t *testing.T) {
 	e := newEnv(t)
 	u := e.enrol("fbalice")
-	dev := e.pgNewDevice(u)
+	dev := e.newDevice(u)
 	s := e.pgDeleteChallenge(u, dev)
 	c := e.pgClient()
 	page := pgSession(pgTOTPFallback, s)
@@ -229,7 +184,7 @@ func TestFallbackTOTPDeleteDevices(t *testing.T) {
 	}
 
 	// A wrong code: the form again, 403 "Invalid code".
-	wrong := c.post(page, "csrf", csrf, "code", e.pgWrongCode(u))
+	wrong := c.post(page, "csrf", csrf, "code", e.wrongCode(u))
 	pgWant(t, wrong, 403, "Invalid code", `name="code"`)
 	pgCheckHTML(t, wrong)
 	// A forged form (no or another session's csrf) is refused before the code is looked at.
@@ -253,7 +208,7 @@ func TestFallbackTOTPDeleteDevices(t *testing.T) {
 	}
 	r = e.gw("POST", pgDeleteDevices, u.AccessToken, map[string]any{"devices": []string{dev}, "auth": passwordAuth(u.User, s)})
 	expect(t, r, 200, "")
-	if ids := e.pgDeviceIDs(u.AccessToken); slices.Contains(ids, dev) {
+	if ids := e.deviceIDs(u.AccessToken); slices.Contains(ids, dev) {
 		t.Fatalf("device %s still there after delete_devices: %v", dev, ids)
 	}
 }
@@ -349,7 +304,7 @@ func TestFallbackRecoveryCodes(t *testing.T) {
 
 	// The TOTP page takes a recovery code (clients stick to the first flow),
 	// completing the TOTP stage of the client's flow.
-	dev := e.pgNewDevice(u)
+	dev := e.newDevice(u)
 	s := e.pgDeleteChallenge(u, dev)
 	page := pgSession(pgTOTPFallback, s)
 	get := c.get(page)
@@ -368,7 +323,7 @@ func TestFallbackRecoveryCodes(t *testing.T) {
 
 	// The recovery page: a recovery code (lower case, no hyphens is fine),
 	// never a TOTP code; a used code is refused.
-	dev = e.pgNewDevice(u)
+	dev = e.newDevice(u)
 	s = e.pgDeleteChallenge(u, dev)
 	page = pgSession(pgRecoveryFallback, s)
 	get = c.get(page)
@@ -391,13 +346,13 @@ func TestFallbackLockout(t *testing.T) {
 		"identifier": map[string]any{"type": "m.id.user", "user": u.Localpart}, "password": u.Password})
 	expect(t, r, 401, "")
 	s := r.str("session")
-	before := len(e.pgDeviceIDs(u.AccessToken))
+	before := len(e.deviceIDs(u.AccessToken))
 	c := e.pgClient()
 	page := pgSession(pgTOTPFallback, s)
 	csrf := c.get(page).hidden("csrf")
 	var p pgPage
 	for i := 0; i < 10; i++ {
-		if p = c.post(page, "csrf", csrf, "code", e.pgWrongCode(u)); p.Status != 403 {
+		if p = c.post(page, "csrf", csrf, "code", e.wrongCode(u)); p.Status != 403 {
 			break
 		}
 	}
@@ -413,7 +368,7 @@ func TestFallbackLockout(t *testing.T) {
 		t.Fatal("the locked page still shows the form")
 	}
 	// The held login died with the lockout: its device is logged out.
-	if after := len(e.pgDeviceIDs(u.AccessToken)); after != before-1 {
+	if after := len(e.deviceIDs(u.AccessToken)); after != before-1 {
 		t.Fatalf("devices %d after the lockout; want %d", after, before-1)
 	}
 	expect(t, e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"session": s}}), 400, "M_INVALID_PARAM")
@@ -430,13 +385,13 @@ func TestFallbackSessionErrors(t *testing.T) {
 		expect(t, c.post(pgSession(path, "no-such-session"), "code", "123456").asResp(t), 400, "M_INVALID_PARAM")
 	}
 	// An expired session.
-	s := e.pgDeleteChallenge(u, e.pgNewDevice(u))
+	s := e.pgDeleteChallenge(u, e.newDevice(u))
 	get := c.get(pgSession(pgTOTPFallback, s))
 	pgWant(t, get, 200)
 	e.clock.Add(16 * time.Minute)
 	expect(t, c.post(pgSession(pgTOTPFallback, s), "csrf", get.hidden("csrf"), "code", e.peekCode(u, 0)).asResp(t), 400, "M_INVALID_PARAM")
 	// A missing code.
-	s = e.pgDeleteChallenge(u, e.pgNewDevice(u))
+	s = e.pgDeleteChallenge(u, e.newDevice(u))
 	get = c.get(pgSession(pgTOTPFallback, s))
 	expect(t, c.post(pgSession(pgTOTPFallback, s), "csrf", get.hidden("csrf")).asResp(t), 400, "M_MISSING_PARAM")
 	// Another stage's fallback is the homeserver's business (passed through).
@@ -472,7 +427,7 @@ func TestFallbackStageNotYet(t *testing.T) {
 func TestBrowserFallback(t *testing.T) {
 	e := newEnv(t, fallbackLogins)
 	u := e.enrol("fbbrowser")
-	dev := e.pgNewDevice(u)
+	dev := e.newDevice(u)
 	r := e.gw("POST", pgLogin, "", map[string]any{"type": "m.login.password",
 		"identifier": map[string]any{"type": "m.id.user", "user": u.Localpart}, "password": u.Password})
 	expect(t, r, 401, "")
@@ -482,13 +437,13 @@ func TestBrowserFallback(t *testing.T) {
 	// webview the next step's (each step works once, in ascending order).
 	runBrowser(t, "fallback.mjs", e.browserVars(u, map[string]string{
 		"DEVICE":        dev,
-		"WRONG_CODE":    e.pgWrongCode(u),
+		"WRONG_CODE":    e.wrongCode(u),
 		"CODE":          e.peekCode(u, 0),
 		"LOGIN_SESSION": login,
 		"CODE2":         e.peekCode(u, 1),
 	}))
 
-	if ids := e.pgDeviceIDs(u.AccessToken); slices.Contains(ids, dev) {
+	if ids := e.deviceIDs(u.AccessToken); slices.Contains(ids, dev) {
 		t.Fatalf("device %s still there after the browser's delete_devices: %v", dev, ids)
 	}
 	r = e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"session": login}})

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/base32"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -284,4 +286,54 @@ func newCore(tb testing.TB, cfg account.Config, opts ...account.Option) (*sqlite
 		tb.Fatal(err)
 	}
 	return db, box, acc
+}
+
+// deviceIDs lists the devices of token's owner, asked of Dendrite directly, sorted.
+func (e *env) deviceIDs(token string) []string {
+	e.t.Helper()
+	r := e.direct("GET", "/_matrix/client/v3/devices", token, nil)
+	if r.Status != 200 {
+		e.t.Fatalf("GET devices directly: %d %s", r.Status, r.Raw)
+	}
+	var ids []string
+	list, _ := r.Body["devices"].([]any)
+	for _, d := range list {
+		m, _ := d.(map[string]any)
+		id, _ := m["device_id"].(string)
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// newDevice logs u in directly at Dendrite and returns the new device.
+func (e *env) newDevice(u *enrolled) string {
+	e.t.Helper()
+	d, err := e.hs.Login(context.Background(), u.Localpart, u.Password)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return d.DeviceID
+}
+
+// wrongCode returns a TOTP code that is certainly not accepted now: it
+// differs from the codes of every step in a wide window around the clock.
+func (e *env) wrongCode(u *enrolled) string {
+	e.t.Helper()
+	p := e.acc.Params()
+	now := account.Step(e.clock.Now(), p.Period)
+	valid := map[string]bool{}
+	for s := now - 4; s <= now+4; s++ {
+		c, err := account.CodeAt(u.secret, s, p)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		valid[c] = true
+	}
+	for i := 0; ; i++ {
+		c := fmt.Sprintf("%0*d", p.Digits, i*111111%1000000)
+		if !valid[c] {
+			return c
+		}
+	}
 }

@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log"
 	"maps"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/internal/dendrite"
 	"github.com/matrix-2fa/matrix-2fa/internal/tesths"
 )
@@ -47,50 +45,10 @@ func e2eAuth(stage, session, code string) map[string]any {
 	return map[string]any{"type": stage, "session": session, "code": code}
 }
 
-// e2eWrongCode returns a TOTP code that is certainly not accepted now: it
-// differs from the codes of every step in a wide window around the clock.
-func (e *env) e2eWrongCode(u *enrolled) string {
-	e.t.Helper()
-	p := e.acc.Params()
-	now := account.Step(e.clock.Now(), p.Period)
-	valid := map[string]bool{}
-	for s := now - 4; s <= now+4; s++ {
-		c, err := account.CodeAt(u.secret, s, p)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		valid[c] = true
-	}
-	for i := 0; ; i++ {
-		c := fmt.Sprintf("%0*d", p.Digits, i*111111%1000000)
-		if !valid[c] {
-			return c
-		}
-	}
-}
-
-// e2eDeviceIDs lists the devices of token's user, asking Dendrite directly.
-func (e *env) e2eDeviceIDs(token string) []string {
-	e.t.Helper()
-	r := e.direct("GET", e2eDevicesPath, token, nil)
-	if r.Status != 200 {
-		e.t.Fatalf("GET devices directly: %d %s", r.Status, r.Raw)
-	}
-	var ids []string
-	list, _ := r.Body["devices"].([]any)
-	for _, d := range list {
-		m, _ := d.(map[string]any)
-		id, _ := m["device_id"].(string)
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
-
 // e2eHasDevice reports whether token's user still has device id.
 func (e *env) e2eHasDevice(token, id string) bool {
 	e.t.Helper()
-	return slices.Contains(e.e2eDeviceIDs(token), id)
+	return slices.Contains(e.deviceIDs(token), id)
 }
 
 // e2eWhoAmI checks that token is a live access token of userID, both through
@@ -161,7 +119,7 @@ func TestLoginEnrolledTOTP(t *testing.T) {
 	s := e.e2eHeldLogin(u)
 
 	// A wrong code: 401 inside UIA, same session, nothing completed beyond the password.
-	r := e.gw("POST", e2eLoginPath, "", map[string]any{"auth": e2eAuth(e2eStageTOTP, s, e.e2eWrongCode(u))})
+	r := e.gw("POST", e2eLoginPath, "", map[string]any{"auth": e2eAuth(e2eStageTOTP, s, e.wrongCode(u))})
 	expect(t, r, 401, "M_FORBIDDEN")
 	if r.str("session") != s || !slices.Equal(r.strings("completed"), []string{e2eStagePass}) {
 		t.Fatalf("wrong code: got %s; want session %s and completed [password]", r.Raw, s)
@@ -239,7 +197,7 @@ func TestLoginWrongPasswordIsHomeserversAnswer(t *testing.T) {
 	if want.Status < 400 || want.str("errcode") == "" {
 		t.Fatalf("Dendrite accepted a wrong password: %d %s", want.Status, want.Raw)
 	}
-	before := e.e2eDeviceIDs(enr.AccessToken)
+	before := e.deviceIDs(enr.AccessToken)
 	for _, tc := range []struct {
 		name string
 		send func(string, string, string, any) resp
@@ -257,7 +215,7 @@ func TestLoginWrongPasswordIsHomeserversAnswer(t *testing.T) {
 			}
 		})
 	}
-	if after := e.e2eDeviceIDs(enr.AccessToken); !slices.Equal(after, before) {
+	if after := e.deviceIDs(enr.AccessToken); !slices.Equal(after, before) {
 		t.Fatalf("devices %v after wrong passwords; want %v", after, before)
 	}
 }
@@ -292,9 +250,9 @@ func TestLoginAbandonedIsLoggedOut(t *testing.T) {
 	e := newEnv(t)
 	u := e.enrol("frank")
 
-	before := e.e2eDeviceIDs(u.AccessToken)
+	before := e.deviceIDs(u.AccessToken)
 	s := e.e2eHeldLogin(u)
-	held := e.e2eDeviceIDs(u.AccessToken)
+	held := e.deviceIDs(u.AccessToken)
 	if len(held) != len(before)+1 {
 		t.Fatalf("devices %v while a login is held; want one more than %v", held, before)
 	}
@@ -304,7 +262,7 @@ func TestLoginAbandonedIsLoggedOut(t *testing.T) {
 
 	r := e.gw("POST", e2eLoginPath, "", map[string]any{"auth": e2eAuth(e2eStageTOTP, s, e.code(u))})
 	expect(t, r, 400, "M_INVALID_PARAM")
-	if after := e.e2eDeviceIDs(u.AccessToken); !slices.Equal(after, before) {
+	if after := e.deviceIDs(u.AccessToken); !slices.Equal(after, before) {
 		t.Fatalf("devices %v after the sweep; want %v (the held login's device logged out)", after, before)
 	}
 }
@@ -313,10 +271,10 @@ func TestLoginLockout(t *testing.T) {
 	e := newEnv(t)
 	u := e.enrol("grace")
 
-	before := e.e2eDeviceIDs(u.AccessToken)
+	before := e.deviceIDs(u.AccessToken)
 	s := e.e2eHeldLogin(u)
 	for i := 1; i <= 5; i++ {
-		r := e.gw("POST", e2eLoginPath, "", map[string]any{"auth": e2eAuth(e2eStageTOTP, s, e.e2eWrongCode(u))})
+		r := e.gw("POST", e2eLoginPath, "", map[string]any{"auth": e2eAuth(e2eStageTOTP, s, e.wrongCode(u))})
 		if r.Status != 401 || r.str("errcode") != "M_FORBIDDEN" {
 			t.Fatalf("wrong code %d: got %d %s; want 401 M_FORBIDDEN", i, r.Status, r.Raw)
 		}
@@ -327,7 +285,7 @@ func TestLoginLockout(t *testing.T) {
 	if ms, _ := r.Body["retry_after_ms"].(float64); ms <= 0 {
 		t.Fatalf("429 without a positive retry_after_ms: %s", r.Raw)
 	}
-	if after := e.e2eDeviceIDs(u.AccessToken); !slices.Equal(after, before) {
+	if after := e.deviceIDs(u.AccessToken); !slices.Equal(after, before) {
 		t.Fatalf("devices %v after the lockout; want %v (the held login's device logged out)", after, before)
 	}
 	r = e.gw("POST", e2eLoginPath, "", map[string]any{"auth": map[string]any{"session": s}})
@@ -379,7 +337,7 @@ func TestLoginSweepRetriesAfterHomeserverOutage(t *testing.T) {
 	e.hs = hs
 	u := e.enrol("olga")
 
-	before := e.e2eDeviceIDs(u.AccessToken)
+	before := e.deviceIDs(u.AccessToken)
 	s := e.e2eHeldLogin(u)
 
 	// The login expires while the homeserver is down: the sweep cannot log
@@ -393,13 +351,13 @@ func TestLoginSweepRetriesAfterHomeserverOutage(t *testing.T) {
 	// ...and must not forget it: once the homeserver is back, the next sweep does.
 	e.hs = start()
 	relay.point(t, e.hs.URL)
-	if held := e.e2eDeviceIDs(u.AccessToken); len(held) != len(before)+1 {
+	if held := e.deviceIDs(u.AccessToken); len(held) != len(before)+1 {
 		t.Fatalf("devices %v after the restart; want the held login's device besides %v", held, before)
 	}
 	r := e.gw("POST", e2eLoginPath, "", map[string]any{"auth": e2eAuth(e2eStageTOTP, s, e.code(u))})
 	expect(t, r, 400, "M_INVALID_PARAM")
 	e.gate.Sweep(context.Background())
-	if after := e.e2eDeviceIDs(u.AccessToken); !slices.Equal(after, before) {
+	if after := e.deviceIDs(u.AccessToken); !slices.Equal(after, before) {
 		t.Fatalf("devices %v after the homeserver came back and the next sweep; want %v (the held login logged out)", after, before)
 	}
 }

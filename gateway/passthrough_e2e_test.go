@@ -185,7 +185,7 @@ func TestCORSOnOwnAnswers(t *testing.T) {
 	e := newEnv(t)
 	plain := tesths.RegisterUser(t, e.hs, "judy")
 	u := e.enrol("kim")
-	d := e.e2eNewDevice(u)
+	d := e.newDevice(u)
 	for _, tc := range []struct {
 		name   string
 		r      func() resp
@@ -227,7 +227,7 @@ func TestCanonicalPathSpellings(t *testing.T) {
 		{"DELETE device, double slash", "DELETE", func(d string) string { return "/_matrix/client/v3//devices/" + d }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := e.e2eNewDevice(u)
+			d := e.newDevice(u)
 			spy.reset()
 			body := map[string]any{"auth": passwordAuth(u.User, "")}
 			if tc.method == "POST" {
@@ -279,7 +279,7 @@ func TestCanonicalUninterceptedPrefixRefused(t *testing.T) {
 			func(string) map[string]any { return e2ePasswordLogin(u.User) }}
 	}
 	run := func(t *testing.T, tc prefixCase, guarded bool) {
-		d := e.e2eNewDevice(u)
+		d := e.newDevice(u)
 		spy.reset()
 		r := e.gw(tc.method, tc.path(d), u.AccessToken, tc.body(d))
 		if r.Status == 200 || r.str("access_token") != "" {

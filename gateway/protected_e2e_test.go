@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -108,16 +107,6 @@ func newSpyEnv(t *testing.T) (*env, *e2eSpy) {
 	return e, spy
 }
 
-// e2eNewDevice logs u in directly at Dendrite and returns the new device.
-func (e *env) e2eNewDevice(u *enrolled) string {
-	e.t.Helper()
-	d, err := e.hs.Login(context.Background(), u.Localpart, u.Password)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return d.DeviceID
-}
-
 // e2eWith returns a copy of body with auth set.
 func e2eWith(body map[string]any, auth map[string]any) map[string]any {
 	out := map[string]any{}
@@ -134,7 +123,7 @@ func TestProtectedPasswordAloneNeverDeletes(t *testing.T) {
 	bob := e.enrol("bob")
 
 	// Bob's own delete_devices session, with his second factor done.
-	bobDevice := e.e2eNewDevice(bob)
+	bobDevice := e.newDevice(bob)
 	bobBody := map[string]any{"devices": []string{bobDevice}}
 	r := e.gw("POST", e2eDeleteDevicesPath, bob.AccessToken, bobBody)
 	bobSession := e.e2eCheckChallenge(r, e2eProtectedFlows, nil)
@@ -163,7 +152,7 @@ func TestProtectedPasswordAloneNeverDeletes(t *testing.T) {
 			func(map[string]any) map[string]any { return passwordAuth(alice.User, bobSession) }, 403, "M_FORBIDDEN"},
 		{"password on the user's own session of another request, second factor done",
 			func(map[string]any) map[string]any {
-				other := e2eDevicesPath + "/" + url.PathEscape(e.e2eNewDevice(alice))
+				other := e2eDevicesPath + "/" + url.PathEscape(e.newDevice(alice))
 				r := e.gw("DELETE", other, alice.AccessToken, map[string]any{})
 				s := e.e2eCheckChallenge(r, e2eProtectedFlows, nil)
 				r = e.gw("DELETE", other, alice.AccessToken, map[string]any{"auth": e2eAuth(e2eStageTOTP, s, e.code(alice))})
@@ -174,7 +163,7 @@ func TestProtectedPasswordAloneNeverDeletes(t *testing.T) {
 			func(b map[string]any) map[string]any { return map[string]any{"session": aliceSession(b)} }, 401, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := e.e2eNewDevice(alice)
+			d := e.newDevice(alice)
 			body := map[string]any{"devices": []string{d}}
 			auth := tc.auth(body)
 			spy.reset()
@@ -200,7 +189,7 @@ func TestProtectedPasswordAloneNeverDeletes(t *testing.T) {
 func TestProtectedChallenge(t *testing.T) {
 	e := newEnv(t)
 	u := e.enrol("carol")
-	d := e.e2eNewDevice(u)
+	d := e.newDevice(u)
 
 	direct := e.direct("POST", e2eDeleteDevicesPath, u.AccessToken, map[string]any{"devices": []string{d}})
 	if direct.Status != 401 || direct.str("session") == "" {
@@ -245,7 +234,7 @@ func TestProtectedTwoFactorThenPassword(t *testing.T) {
 			func(string) map[string]any { return map[string]any{} }, e2eStageRecov},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := e.e2eNewDevice(u)
+			d := e.newDevice(u)
 			path, body := tc.path(d), tc.body(d)
 			send := func(auth map[string]any) resp {
 				if auth == nil {
@@ -317,7 +306,7 @@ func TestProtectedTwoFactorThenPassword(t *testing.T) {
 func TestProtectedOwnStagesNeverForwarded(t *testing.T) {
 	e, spy := newSpyEnv(t)
 	u := e.enrol("eve")
-	d := e.e2eNewDevice(u)
+	d := e.newDevice(u)
 	body := map[string]any{"devices": []string{d}}
 	session := ""
 
@@ -328,7 +317,7 @@ func TestProtectedOwnStagesNeverForwarded(t *testing.T) {
 		errcode string
 	}{
 		{"TOTP without a session, wrong code", func() map[string]any {
-			return map[string]any{"type": e2eStageTOTP, "code": e.e2eWrongCode(u)}
+			return map[string]any{"type": e2eStageTOTP, "code": e.wrongCode(u)}
 		}, 401, "M_FORBIDDEN"},
 		{"TOTP without a code or session", func() map[string]any { return map[string]any{"type": e2eStageTOTP} }, 400, "M_MISSING_PARAM"},
 		{"TOTP without a session, right code", func() map[string]any {

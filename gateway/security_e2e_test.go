@@ -415,14 +415,14 @@ func TestSecurityHeldLoginBound(t *testing.T) {
 	e, _ := newSecEnv(t)
 	u := e.enrol("flooded")
 	other := e.secNewDevice(u.User)
-	before := e.e2eDeviceIDs(u.AccessToken)
+	before := e.deviceIDs(u.AccessToken)
 	var sessions []string
 	for range 5 {
 		// The clock stands still: "oldest" is by creation order, even
 		// within one millisecond (a burst of logins).
 		sessions = append(sessions, e.e2eHeldLogin(u))
 	}
-	after := e.e2eDeviceIDs(u.AccessToken)
+	after := e.deviceIDs(u.AccessToken)
 	for _, d := range before {
 		if !slices.Contains(after, d) {
 			t.Errorf("existing device %s gone after password logins", d)

@@ -111,7 +111,7 @@ func TestSSOSignInWithCode(t *testing.T) {
 	pgCheckHTML(t, codePage)
 
 	// A wrong code: the generic error, the code page again.
-	wrong := c.ssoCode(page, codePage, e.pgWrongCode(u))
+	wrong := c.ssoCode(page, codePage, e.wrongCode(u))
 	pgWant(t, wrong, 403, "Invalid username, password or code", `name="code"`)
 
 	tok := ssoToken(t, c.ssoCode(page, wrong, e.code(u)), ssoAllowed+"?from=element&loginToken=")
@@ -154,7 +154,7 @@ func TestSSOGenericErrors(t *testing.T) {
 	u := e.enrol("ssocarol")
 	c := e.pgClient()
 	page := ssoPage(ssoAllowed)
-	before := e.pgDeviceIDs(u.AccessToken)
+	before := e.deviceIDs(u.AccessToken)
 	for name, creds := range map[string][2]string{
 		"wrong password": {u.Localpart, u.Password + "x"},
 		"unknown user":   {"nobody-here", "whatever"},
@@ -181,12 +181,12 @@ func TestSSOGenericErrors(t *testing.T) {
 	// Its code form is bound to the cookie too.
 	pgWant(t, other.ssoCode(page, codePage, e.peekCode(u, 0)), 403, "expired")
 	// Abandoned: the sweeper logs its login out after LoginTTL.
-	if n := len(e.pgDeviceIDs(u.AccessToken)); n != len(before)+1 {
+	if n := len(e.deviceIDs(u.AccessToken)); n != len(before)+1 {
 		t.Fatalf("%d devices with a pending login; want %d", n, len(before)+1)
 	}
 	e.clock.Add(6 * time.Minute)
 	e.gate.Sweep(context.Background())
-	if after := e.pgDeviceIDs(u.AccessToken); !slices.Equal(after, before) {
+	if after := e.deviceIDs(u.AccessToken); !slices.Equal(after, before) {
 		t.Fatalf("devices %v after the sweep; want %v", after, before)
 	}
 	pgWant(t, c.ssoCode(page, codePage, e.peekCode(u, 0)), 403, "expired")
@@ -256,17 +256,17 @@ func TestSSOLockout(t *testing.T) {
 	u := e.enrol("ssofrank")
 	c := e.pgClient()
 	page := ssoPage(ssoAllowed)
-	before := e.pgDeviceIDs(u.AccessToken)
+	before := e.deviceIDs(u.AccessToken)
 	p := c.ssoCredentials(page, u.Localpart, u.Password)
 	for i := 0; i < 10 && p.Status != 429; i++ {
 		pgWant(t, p, map[bool]int{true: 200, false: 403}[i == 0], `name="code"`)
-		p = c.ssoCode(page, p, e.pgWrongCode(u))
+		p = c.ssoCode(page, p, e.wrongCode(u))
 	}
 	pgWant(t, p, 429, "Too many failed attempts. Try again in ")
 	if p.Header.Get("Retry-After") == "" {
 		t.Fatal("no Retry-After")
 	}
-	if after := e.pgDeviceIDs(u.AccessToken); !slices.Equal(after, before) {
+	if after := e.deviceIDs(u.AccessToken); !slices.Equal(after, before) {
 		t.Fatalf("devices %v after the lockout; want %v (pending login logged out)", after, before)
 	}
 	// Still locked: the right password gets to the code step, the right code is refused.
@@ -279,20 +279,20 @@ func TestSSOLoginTokenExpiry(t *testing.T) {
 	u := e.enrol("ssogina")
 	c := e.pgClient()
 	page := ssoPage(ssoAllowed)
-	before := e.pgDeviceIDs(u.AccessToken)
+	before := e.deviceIDs(u.AccessToken)
 
 	// Unredeemed: the sweeper logs the login out after TokenTTL.
 	tok := ssoToken(t, c.ssoCode(page, c.ssoCredentials(page, u.Localpart, u.Password), e.code(u)), ssoAllowed)
-	if n := len(e.pgDeviceIDs(u.AccessToken)); n != len(before)+1 {
+	if n := len(e.deviceIDs(u.AccessToken)); n != len(before)+1 {
 		t.Fatalf("%d devices with an unredeemed token; want %d", n, len(before)+1)
 	}
 	e.gate.Sweep(context.Background())
-	if n := len(e.pgDeviceIDs(u.AccessToken)); n != len(before)+1 {
+	if n := len(e.deviceIDs(u.AccessToken)); n != len(before)+1 {
 		t.Fatal("the sweeper took a live token")
 	}
 	e.clock.Add(3 * time.Minute)
 	e.gate.Sweep(context.Background())
-	if after := e.pgDeviceIDs(u.AccessToken); !slices.Equal(after, before) {
+	if after := e.deviceIDs(u.AccessToken); !slices.Equal(after, before) {
 		t.Fatalf("devices %v after the sweep; want %v", after, before)
 	}
 	expect(t, e.ssoRedeem(tok, ""), 403, "M_FORBIDDEN")
@@ -305,7 +305,7 @@ func TestSSOLoginTokenExpiry(t *testing.T) {
 	if r.str("error") != "Invalid login token" {
 		t.Fatalf("error %q", r.str("error"))
 	}
-	if after := e.pgDeviceIDs(u.AccessToken); !slices.Equal(after, before) {
+	if after := e.deviceIDs(u.AccessToken); !slices.Equal(after, before) {
 		t.Fatalf("devices %v after the expired redemption; want %v", after, before)
 	}
 }
@@ -313,14 +313,14 @@ func TestSSOLoginTokenExpiry(t *testing.T) {
 func TestSSOForbidBarePassword(t *testing.T) {
 	e := ssoEnv(t, func(g *gatewayConfig, _ *accountConfig) { g.ForbidBarePassword = true })
 	u := e.enrol("ssohank")
-	before := e.pgDeviceIDs(u.AccessToken)
+	before := e.deviceIDs(u.AccessToken)
 	r := e.gw("POST", pgLogin, "", map[string]any{"type": "m.login.password",
 		"identifier": map[string]any{"type": "m.id.user", "user": u.Localpart}, "password": u.Password})
 	expect(t, r, 403, "M_FORBIDDEN")
 	if !strings.Contains(r.str("error"), "Sign in with 2FA") {
 		t.Fatalf("error %q does not point to Sign in with 2FA", r.str("error"))
 	}
-	if after := e.pgDeviceIDs(u.AccessToken); !slices.Equal(after, before) {
+	if after := e.deviceIDs(u.AccessToken); !slices.Equal(after, before) {
 		t.Fatalf("devices %v after the refused login; want %v", after, before)
 	}
 	// GET /login offers the provider, and it works.
@@ -351,15 +351,15 @@ func TestBrowserSignIn(t *testing.T) {
 	t.Cleanup(cb.Close)
 	e := newEnv(t, func(g *gatewayConfig, _ *accountConfig) { g.RedirectAllowlist = []string{cb.URL + "/cb"} })
 	u := e.enrol("ssobrowser")
-	before := e.pgDeviceIDs(u.AccessToken)
+	before := e.deviceIDs(u.AccessToken)
 	runBrowser(t, "signin.mjs", e.browserVars(u, map[string]string{
 		"CALLBACK_URL": cb.URL + "/cb",
 		"OTHER_URL":    cb.URL + "/other/cb",
-		"WRONG_CODE":   e.pgWrongCode(u),
+		"WRONG_CODE":   e.wrongCode(u),
 		"CODE":         e.peekCode(u, 0),
 		"CODE2":        e.peekCode(u, 1),
 	}))
-	if n := len(e.pgDeviceIDs(u.AccessToken)); n != len(before)+2 {
+	if n := len(e.deviceIDs(u.AccessToken)); n != len(before)+2 {
 		t.Fatalf("%d devices after two sign-ins; want %d", n, len(before)+2)
 	}
 }

@@ -49,12 +49,12 @@ func TestPasswordWithCodeLogin(t *testing.T) {
 	// then refused too.
 	e.clock.Add(60e9)
 	for range 3 {
-		expect(t, e.gw("POST", pgLogin, "", pwLogin(u.User, u.Password+e.pgWrongCode(u))), 403, "M_FORBIDDEN")
+		expect(t, e.gw("POST", pgLogin, "", pwLogin(u.User, u.Password+e.wrongCode(u))), 403, "M_FORBIDDEN")
 	}
 	expect(t, e.gw("POST", pgLogin, "", pwLogin(u.User, u.Password+e.peekCode(u, 0))), 429, "M_LIMIT_EXCEEDED")
 	// Every login that was not released was logged out: only the two
 	// released ones (and the enrolment's own) remain as extra devices.
-	if n := len(e.pgDeviceIDs(u.AccessToken)); n != 3 {
+	if n := len(e.deviceIDs(u.AccessToken)); n != 3 {
 		t.Fatalf("%d devices after the logins; want 3 (enrolment + two released)", n)
 	}
 
@@ -96,7 +96,7 @@ func TestPasswordWithCodeOff(t *testing.T) {
 func TestPasswordOnlyClient(t *testing.T) {
 	e := newEnv(t, withCode, func(g *gatewayConfig, _ *accountConfig) { g.HidePasswordFlow = true })
 	u := e.enrol("pwonly")
-	dev := e.e2eNewDevice(u)
+	dev := e.newDevice(u)
 	path := "/_matrix/client/v3/devices/" + dev
 	auth := func(password string) map[string]any {
 		return map[string]any{"auth": map[string]any{"type": "m.login.password",
@@ -109,7 +109,7 @@ func TestPasswordOnlyClient(t *testing.T) {
 			t.Fatal("the password alone deleted the device")
 		}
 	}
-	expect(t, e.gw("DELETE", path, u.AccessToken, auth(u.Password+e.pgWrongCode(u))), 401, "M_FORBIDDEN")
+	expect(t, e.gw("DELETE", path, u.AccessToken, auth(u.Password+e.wrongCode(u))), 401, "M_FORBIDDEN")
 	if !e.e2eHasDevice(u.AccessToken, dev) {
 		t.Fatal("a wrong code deleted the device")
 	}
