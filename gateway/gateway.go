@@ -289,57 +289,99 @@ func (g *Gateway) Router() *mux.Router { return g.router }
 // cover every prefix a homeserver serves them under: endpoints.go).
 var guarded = regexp.MustCompile(`(?i)^/_matrix/client/(?:[^/]+|[^/]+/[^/]+)/(login|delete_devices.*|devices/[^/]*|account/password|account/deactivate|account/3pid|account/3pid/add|keys/device_signing/upload|login/get_token|login/token|account/two-factor(/.*)?)$`)
 
-// Handler is the gateway's http.Handler: request logging, panic recovery,
-// path canonicalisation, then the routes.
-func (g *Gateway) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rid := httpx.RequestID()
-		l := g.log.WithFields(logrus.Fields{"request_id": rid, "method": r.Method, "path": r.URL.Path})
-		// Calls the gateway makes upstream for this request carry the
-		// client's address (the homeserver's rate limits then apply per client).
-		r = httpx.WithLogger(r.WithContext(g.hs.WithOrigin(r.Context(), r)), l)
-		rec := &httpx.StatusRecorder{ResponseWriter: w}
-		routed := false
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				l.WithField("panic", p).Error("handler panicked")
-				if rec.Status == 0 {
-					httpx.WriteMatrixError(rec, mautrix.MUnknown.WithMessage("Internal server error").WithStatus(http.StatusInternalServerError))
-				}
+// Handler is the gateway's http.Handler: it decides where each request
+// goes, streams pass-through requests to the homeserver with no more work
+// than timing them, and gives the gateway's own routes a request ID, a
+// logger, panic recovery and the client's address for the calls they make.
+func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serve) }
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &httpx.StatusRecorder{ResponseWriter: w}
+	h, r, routed, refused := g.route(r)
+	if h == nil && refused == nil { // pass-through: the hot path
+		g.bodyDeadline(rec, r, false)
+		g.proxy.ServeHTTP(rec, r)
+		g.metrics.HTTPRequest(metrics.RoutePassthrough, rec.Status, time.Since(start))
+		return
+	}
+	l := g.log.WithFields(logrus.Fields{"request_id": httpx.RequestID(), "method": r.Method, "path": r.URL.Path})
+	// Calls the gateway makes upstream for this request carry the client's
+	// address (the homeserver's rate limits then apply per client).
+	r = httpx.WithLogger(r.WithContext(g.hs.WithOrigin(r.Context(), r)), l)
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
 			}
-			took := time.Since(start)
-			g.metrics.HTTPRequest(routeClass(r.URL.Path, routed), rec.Status, took)
-			l.WithFields(logrus.Fields{"status": rec.Status, "duration_ms": took.Milliseconds()}).Debug("request")
-		}()
-		if !g.cfg.AdminAPI && isAdminAPI(r.URL.Path) {
-			httpx.WriteError(rec, r, httperr.ErrAdminAPI)
-			return
+			l.WithField("panic", p).Error("handler panicked")
+			if rec.Status == 0 {
+				httpx.WriteError(rec, r, errors.New("panic"))
+			}
 		}
-		if canon := path.Clean("/" + r.URL.Path); r.Method != http.MethodOptions && strings.HasPrefix(canon, "/_matrix/client/") {
-			if canon != r.URL.EscapedPath() && guarded.MatchString(canon) {
-				// A non-canonical spelling (double or leading slashes anywhere,
-				// a trailing slash, percent-encoding) of an intercepted path
-				// is routed as the canonical one, never passed through unguarded.
-				r.URL.Path, r.URL.RawPath = canon, ""
-			}
-			var m mux.RouteMatch
-			// With a NotFoundHandler set, Match reports a miss as ErrNotFound.
-			matched := g.router.Match(r, &m)
-			if guarded.MatchString(r.URL.Path) && (!matched || m.MatchErr == mux.ErrNotFound || r.Method != strings.ToUpper(r.Method)) {
-				// Under a prefix no homeserver serves, or a method in another
-				// case (which some servers would take as the same method).
-				httpx.WriteError(rec, r, httperr.ErrUnrecognized)
-				return
-			}
-			routed = matched && m.MatchErr == nil
+		took := time.Since(start)
+		g.metrics.HTTPRequest(routeClass(r.URL.Path, routed), rec.Status, took)
+		l.WithFields(logrus.Fields{"status": rec.Status, "duration_ms": took.Milliseconds()}).Debug("request")
+	}()
+	if refused != nil {
+		httpx.WriteError(rec, r, refused)
+		return
+	}
+	g.bodyDeadline(rec, r, true)
+	h.ServeHTTP(rec, r)
+}
+
+// route decides where r goes: h is the gateway's own handler for it (with
+// r carrying its path variables; nil to pass it through), or refused says
+// why it must not reach the homeserver at all. A non-canonical spelling
+// (double or leading slashes anywhere, a trailing slash, percent-encoding) of
+// a guarded path is routed as the canonical one, never passed through.
+func (g *Gateway) route(r *http.Request) (h http.Handler, _ *http.Request, routed bool, refused error) {
+	if !g.cfg.AdminAPI && isAdminAPI(r.URL.Path) {
+		return nil, r, false, httperr.ErrAdminAPI
+	}
+	if !mayBeOurs(r.URL.Path) {
+		return nil, r, false, nil
+	}
+	if canon := path.Clean("/" + r.URL.Path); r.Method != http.MethodOptions && strings.HasPrefix(canon, "/_matrix/client/") {
+		if canon != r.URL.EscapedPath() && guarded.MatchString(canon) {
+			r.URL.Path, r.URL.RawPath = canon, ""
 		}
-		g.bodyDeadline(rec, r, routed)
-		g.router.ServeHTTP(rec, r)
-	})
+	}
+	var m mux.RouteMatch
+	// With a NotFoundHandler set, Match reports a miss as ErrNotFound.
+	matched := g.router.Match(r, &m)
+	isGuarded := r.Method != http.MethodOptions && guarded.MatchString(r.URL.Path)
+	if isGuarded && (!matched || m.MatchErr == mux.ErrNotFound || r.Method != strings.ToUpper(r.Method)) {
+		// Under a prefix no homeserver serves, or a method in another case
+		// (which some servers would take as the same method).
+		return nil, r, false, httperr.ErrUnrecognized
+	}
+	if !matched || m.MatchErr != nil {
+		return nil, r, false, nil
+	}
+	return m.Handler, mux.SetURLVars(r, m.Vars), true, nil
+}
+
+// ourWords are words every path the gateway serves or guards has (in any
+// letter case); a path with none of them is passed through without routing.
+var ourWords = []string{"login", "account", "devices", "device_signing", "/auth/", "/_matrix2fa", "/health", "/ready"}
+
+// mayBeOurs reports whether p may be one of the gateway's routes or a guarded
+// path (a cheap screen before the router and the guarded pattern).
+func mayBeOurs(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c >= 'A' && c <= 'Z' || c == '%' {
+			p = strings.ToLower(p) // rare: upper case or escapes
+			break
+		}
+	}
+	for _, w := range ourWords {
+		if strings.Contains(p, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // routeClass is a request's route class for metrics (a few fixed values).
