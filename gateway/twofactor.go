@@ -38,6 +38,11 @@ func (g *Gateway) authed(h authedHandler) http.HandlerFunc {
 			return
 		}
 		g.learnServerName(string(who.UserID))
+		if r.Method != http.MethodGet {
+			// Codes go to the addresses the user has now, not to one they
+			// removed since (they may have lost that mailbox).
+			g.RememberEmails(r.Context(), string(who.UserID), tok)
+		}
 		r = httpx.WithLogger(r, httpx.Logger(r).WithField("user_id", who.UserID))
 		h(w, r, who)
 	}

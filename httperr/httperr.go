@@ -30,6 +30,9 @@ var (
 	// ErrHeldLoginHere: a held /login opened on a fallback page that may not
 	// complete it.
 	ErrHeldLoginHere = errors.New("httperr: held login on the fallback page")
+	// ErrNotCanonical: a user ID in another letter case than the enrolled
+	// user's (the provider API checks codes only for the exact ID).
+	ErrNotCanonical = errors.New("httperr: user ID not in its canonical case")
 	// ErrUnrecognized: a guarded path under a prefix or in a spelling no
 	// homeserver serves.
 	ErrUnrecognized = errors.New("httperr: unrecognized request")
@@ -102,6 +105,7 @@ var table = []row{
 	{canonical.ErrBadField, mautrix.MBadJSON.WithMessage("A field is missing or has the wrong type"), ""},
 	{ErrAmbiguousToken, mautrix.MMissingToken.WithMessage("Give the access token once: in the Authorization header or in access_token, not both"), ""},
 	{ErrIdentityAssertion, mautrix.MForbidden.WithMessage("Acting as another user (user_id, device_id) is not possible on this endpoint"), ""},
+	{ErrNotCanonical, mautrix.MForbidden.WithMessage("Use the user ID exactly as the homeserver returned it"), ""},
 	{ErrUnrecognized, mautrix.MUnrecognized.WithMessage("Unrecognized request"), ""},
 	{ErrAdminAPI, mautrix.MForbidden.WithMessage("The homeserver's admin API is not served through the 2FA gateway"), ""},
 	{ErrMissingToken, mautrix.MMissingToken.WithMessage("Missing access token"), ""},

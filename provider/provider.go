@@ -46,6 +46,7 @@ func (c Config) Validate() []error {
 type Accounts interface {
 	flows.Verifier
 	Enabled(ctx context.Context, userID string) (bool, error)
+	EnabledFold(ctx context.Context, userID string) (bool, error)
 }
 
 // Provider serves the provider API.
@@ -85,17 +86,37 @@ func (p *Provider) authorize(r *http.Request) (string, error) {
 	return u, nil
 }
 
-// Enabled is GET users/{userId}: {"enabled": bool}.
+// Enabled is GET users/{userId}: {"enabled": bool}. It answers as a
+// homeserver resolves a login's user: true when any user whose ID equals
+// the given one up to letter case has 2FA (homeservers fold the localpart),
+// so a caller asking about the name as typed never falls open.
 func (p *Provider) Enabled(w http.ResponseWriter, r *http.Request) {
 	userID, err := p.authorize(r)
 	if err == nil {
 		var on bool
-		if on, err = p.acc.Enabled(r.Context(), userID); err == nil {
+		if on, err = p.acc.EnabledFold(r.Context(), userID); err == nil {
 			httpx.WriteJSON(w, http.StatusOK, map[string]bool{"enabled": on})
 			return
 		}
 	}
 	httpx.WriteError(w, r, err)
+}
+
+// canonical refuses a user ID that is not itself enrolled while a case
+// variant of it is: the code must be checked for the user the homeserver
+// logged in, by its exact ID (httperr.ErrNotCanonical).
+func (p *Provider) canonical(r *http.Request, userID string) error {
+	exact, err := p.acc.Enabled(r.Context(), userID)
+	if err != nil || exact {
+		return err
+	}
+	if folded, err := p.acc.EnabledFold(r.Context(), userID); err != nil || folded {
+		if err == nil {
+			err = httperr.ErrNotCanonical
+		}
+		return err
+	}
+	return nil
 }
 
 // Verify is POST users/{userId}/verify {"code": "…"}: a TOTP or recovery
@@ -116,6 +137,9 @@ func (p *Provider) Verify(w http.ResponseWriter, r *http.Request) {
 		if _, err = httpx.ParseObject(body); err == nil && json.Unmarshal(body, &req) != nil {
 			err = httperr.ErrBadJSON
 		}
+	}
+	if err == nil {
+		err = p.canonical(r, userID)
 	}
 	if err == nil {
 		err = flows.VerifyEither(r.Context(), p.acc, userID, req.Code)
