@@ -57,7 +57,14 @@ func (g *Gateway) loginWithCode(w http.ResponseWriter, r *http.Request, login *c
 		return false
 	}
 	resp, err := g.hs.Login(r.Context(), body, g.hs.CheckedHeader(r, ""))
-	if err != nil || resp.Status != http.StatusOK {
+	switch {
+	case err != nil: // the homeserver did not answer: say so, not "wrong password"
+		httpx.WriteError(w, r, err)
+		return true
+	case resp.Status >= 500 || resp.Status == http.StatusTooManyRequests:
+		httpx.CopyResponse(w, resp)
+		return true
+	case resp.Status != http.StatusOK:
 		return false
 	}
 	var answer mautrix.RespLogin

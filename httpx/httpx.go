@@ -19,6 +19,7 @@ import (
 
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/httperr"
+	"github.com/matrix-2fa/matrix-2fa/storage"
 )
 
 // MaxBody is the body limit of every route the gateway intercepts.
@@ -59,7 +60,10 @@ func WriteRawJSON(w http.ResponseWriter, status int, body []byte) {
 // one mapping) and logs anything internal with its detail.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	re := httperr.Matrix(err)
-	if re.StatusCode >= 500 {
+	switch {
+	case errors.Is(err, homeserver.ErrUnreachable) || errors.Is(err, storage.ErrUnavailable):
+		Logger(r).WithError(err).Warn("dependency unavailable") // an outage, answered 502/503
+	case re.StatusCode >= 500:
 		Logger(r).WithError(err).Error("internal error")
 	}
 	WriteMatrixError(w, re)

@@ -8,7 +8,9 @@ import (
 
 // ErrUnavailable wraps an error of an engine that cannot reach its database
 // (connection refused or lost, the server shutting down): the request may
-// succeed later, nothing was written.
+// succeed later. A connection lost under a statement leaves its outcome
+// unknown; security state changes then err on the safe side (a code
+// consumed, a failure counted).
 var ErrUnavailable = errors.New("storage: database unavailable")
 
 // ErrNotFound is returned when the requested record does not exist (or, for a

@@ -34,7 +34,13 @@ func ServerURL(tb testing.TB) string {
 // server, drops it when the test ends, and returns its URL.
 func FreshDatabase(tb testing.TB) string {
 	tb.Helper()
-	base := ServerURL(tb)
+	return freshDatabase(tb, ServerURL(tb))
+}
+
+// freshDatabase creates an empty database with a random name on the server
+// at base, drops it when the test ends, and returns its URL.
+func freshDatabase(tb testing.TB, base string) string {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, base)
