@@ -153,6 +153,9 @@ type Gateway struct {
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
 	mailer  CodeMailer
+	// debug: the logger writes debug lines (pass-through requests are
+	// logged only then).
+	debug bool
 	// serverName is the homeserver's server name, learnt from the first user
 	// ID it reports (whoami, login); nil until then.
 	serverName atomic.Pointer[string]
@@ -189,7 +192,7 @@ func New(o Options) *Gateway {
 		o.Config.PassThroughBodyTimeout = 10 * time.Minute
 	}
 	g := &Gateway{cfg: o.Config, hs: o.Homeserver, acc: o.Accounts, store: o.Store, log: o.Logger, now: o.Now,
-		proxy: o.Homeserver.Proxy(), proxies: o.Config.TrustedProxies, limiter: ratelimit.New(o.Config.RateEvery, o.Config.RateBurst), metrics: o.Metrics, mailer: o.Mailer}
+		proxy: o.Homeserver.Proxy(), proxies: o.Config.TrustedProxies, limiter: ratelimit.New(o.Config.RateEvery, o.Config.RateBurst), metrics: o.Metrics, mailer: o.Mailer, debug: debugEnabled(o.Logger)}
 	g.engine = uia.New(o.Store, o.Config.UIATTL, flows.TOTPStage{V: o.Accounts}, flows.RecoveryStage{V: o.Accounts},
 		flows.EmailStage{V: o.Accounts, Send: g}, flows.PasswordStage{HS: o.Homeserver})
 	g.engine.SetClock(o.Now)
@@ -302,7 +305,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	if h == nil && refused == nil { // pass-through: the hot path
 		g.bodyDeadline(rec, r, false)
 		g.proxy.ServeHTTP(rec, r)
-		g.metrics.HTTPRequest(metrics.RoutePassthrough, rec.Status, time.Since(start))
+		took := time.Since(start)
+		g.metrics.HTTPRequest(metrics.RoutePassthrough, rec.Status, took)
+		if g.debug {
+			g.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": rec.Status,
+				"duration_ms": took.Milliseconds(), "pass_through": true}).Debug("request")
+		}
 		return
 	}
 	l := g.log.WithFields(logrus.Fields{"request_id": httpx.RequestID(), "method": r.Method, "path": r.URL.Path})
@@ -382,6 +390,17 @@ func mayBeOurs(p string) bool {
 		}
 	}
 	return false
+}
+
+// debugEnabled reports whether l writes debug lines.
+func debugEnabled(l logrus.FieldLogger) bool {
+	switch l := l.(type) {
+	case *logrus.Logger:
+		return l.IsLevelEnabled(logrus.DebugLevel)
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(logrus.DebugLevel)
+	}
+	return true
 }
 
 // routeClass is a request's route class for metrics (a few fixed values).
