@@ -65,8 +65,10 @@ type params struct {
 	ListenPort       string
 	NginxListen      string
 	MaxBodySizeNginx string
-	Rules            []Rule
+	Rules            []Rule // against the normalised path
+	RawRules         []Rule // against the raw request URI
 	CaddyPattern     string
+	CaddyRawPattern  string
 	CaddySite        string
 	Inner            string // nginx: the "server" template's output, for http { }
 }
@@ -155,7 +157,9 @@ func (o Options) params(format Format) (params, []error) {
 	if p.Rules, err = Rules(routes); err != nil {
 		add("%v", err)
 	}
+	p.RawRules = RawRules()
 	p.CaddyPattern = caddyPattern(p.Rules)
+	p.CaddyRawPattern = caddyPattern(p.RawRules)
 	p.CaddySite = p.ServerName + ":" + p.ListenPort
 	if p.PlainHTTP {
 		p.CaddySite = "http://" + p.CaddySite
