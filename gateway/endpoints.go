@@ -38,8 +38,6 @@ type guardedEndpoint struct {
 	// NoToken: a request without an access token is still forwarded (a
 	// password reset proven by a third-party ID); no password stage then.
 	NoToken bool
-	// What names the operation on the fallback page.
-	What string
 }
 
 // guardedEndpoints are every homeserver endpoint that takes UIA or changes
@@ -48,22 +46,22 @@ type guardedEndpoint struct {
 // to pass through, and why.
 var guardedEndpoints = []guardedEndpoint{
 	{Method: http.MethodPost, Path: "/delete_devices", Prefixes: guardPrefixes,
-		Body: canonical.Schema{"devices": canonical.KindStrings}, What: "Sign out (delete) devices"},
+		Body: canonical.Schema{"devices": canonical.KindStrings}},
 	{Method: http.MethodDelete, Path: "/devices/{deviceId}", Prefixes: guardPrefixes,
-		Body: canonical.Schema{}, What: "Sign out (delete) a device"},
+		Body: canonical.Schema{}},
 	{Method: http.MethodPost, Path: "/account/password", Prefixes: guardPrefixes, NoToken: true,
-		Body: canonical.Schema{"new_password": canonical.KindString, "logout_devices": canonical.KindBool}, What: "Change your password"},
+		Body: canonical.Schema{"new_password": canonical.KindString, "logout_devices": canonical.KindBool}},
 	{Method: http.MethodPost, Path: "/account/deactivate", Prefixes: guardPrefixes,
-		Body: canonical.Schema{"erase": canonical.KindBool, "id_server": canonical.KindString}, What: "Deactivate your account"},
+		Body: canonical.Schema{"erase": canonical.KindBool, "id_server": canonical.KindString}},
 	{Method: http.MethodPost, Path: "/account/3pid/add", Prefixes: guardPrefixes,
-		Body: canonical.Schema{"client_secret": canonical.KindString, "sid": canonical.KindString}, What: "Add an email address or phone number"},
+		Body: canonical.Schema{"client_secret": canonical.KindString, "sid": canonical.KindString}},
 	{Method: http.MethodPost, Path: "/account/3pid", Prefixes: guardPrefixes, OwnUIA: true,
-		Body: canonical.Schema{"three_pid_creds": canonical.KindThreepidCreds, "bind": canonical.KindBool}, What: "Add an email address or phone number"},
+		Body: canonical.Schema{"three_pid_creds": canonical.KindThreepidCreds, "bind": canonical.KindBool}},
 	{Method: http.MethodPost, Path: "/keys/device_signing/upload", Prefixes: guardPrefixes,
 		Body: canonical.Schema{"master_key": canonical.KindObject, "self_signing_key": canonical.KindObject,
-			"user_signing_key": canonical.KindObject}, What: "Set up or reset cross-signing keys"},
+			"user_signing_key": canonical.KindObject}},
 	{Method: http.MethodPost, Path: "/login/get_token", Prefixes: tokenPrefixes,
-		Body: canonical.Schema{}, What: "Sign in on another device"},
+		Body: canonical.Schema{}},
 	{Method: http.MethodPost, Path: "/login/token", Prefixes: tokenPrefixes[1:],
-		Body: canonical.Schema{}, What: "Sign in on another device"},
+		Body: canonical.Schema{}},
 }

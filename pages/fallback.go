@@ -236,11 +236,11 @@ func describeOperation(s *uia.Session) (what, request string) {
 		what = "Change your password"
 	case strings.HasSuffix(p, "/account/deactivate"):
 		what = "Deactivate your account"
-	case strings.HasSuffix(p, "/account/3pid/add"):
+	case strings.HasSuffix(p, "/account/3pid/add") || strings.HasSuffix(p, "/account/3pid"):
 		what = "Add an email address or phone number"
 	case strings.HasSuffix(p, "/keys/device_signing/upload"):
 		what = "Set up or reset cross-signing keys"
-	case strings.HasSuffix(p, "/login/get_token"):
+	case strings.HasSuffix(p, "/login/get_token") || strings.HasSuffix(p, "/login/token"):
 		what = "Sign in on another device"
 	case strings.HasSuffix(p, "/account/two-factor/totp") && s.Method == http.MethodDelete:
 		what = "Turn off two-factor authentication"
