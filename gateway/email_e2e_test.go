@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/matrix-2fa/matrix-2fa/internal/dendrite"
 	"github.com/matrix-2fa/matrix-2fa/internal/smtptest"
+	"github.com/matrix-2fa/matrix-2fa/internal/tesths"
 	"github.com/matrix-2fa/matrix-2fa/notify"
 )
 
@@ -178,5 +181,39 @@ func TestEmailCodeSignInPage(t *testing.T) {
 	tok := ssoToken(t, done, ssoAllowed+"?loginToken=")
 	if r := e.ssoRedeem(tok, "Phone"); r.Status != 200 || r.str("user_id") != u.UserID {
 		t.Fatalf("redeeming the login token: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestEmailCodeNotInLogs: with everything logging at trace level, an e-mail
+// code that is sent, refused and then used never appears in the log (nor the
+// address in full).
+func TestEmailCodeNotInLogs(t *testing.T) {
+	smtp := smtptest.Start(t)
+	mailer, err := notify.NewMailer(notify.Config{Host: smtp.Host(), Port: smtp.Port(), TLS: notify.TLSNone, From: "2fa@localhost"}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &lockedBuffer{}
+	log := logrus.New()
+	log.SetOutput(out)
+	log.SetLevel(logrus.TraceLevel)
+	e := newEnvLogged(t, tesths.Dendrite(t), log)
+	e.withMailer(mailer)
+	u := e.enrol("mailedquiet")
+	addVerifiedEmail(t, e.hs, u.Localpart, "mailedquiet@example.org")
+	s := e.gw("POST", pgLogin, "", pwLogin(u.User, u.Password)).str("session")
+	e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"type": "m.login.2fa.email", "session": s}})
+	code := mailedCode.FindString(smtp.WaitFor(t, "mailedquiet@example.org", 10*time.Second).Text)
+	if code == "" {
+		t.Fatal("no code in the mail")
+	}
+	e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"type": "m.login.2fa.email", "session": s, "code": "000000"}})
+	expect(t, e.gw("POST", pgLogin, "", map[string]any{"auth": map[string]any{"type": "m.login.2fa.email", "session": s, "code": code}}), 200, "")
+	logged := out.String()
+	if !strings.Contains(logged, u.UserID) {
+		t.Fatal("the log was not captured")
+	}
+	if strings.Contains(logged, code) || strings.Contains(logged, "mailedquiet@example.org") {
+		t.Fatal("the e-mail code or the address is in the log")
 	}
 }
