@@ -268,6 +268,9 @@ const (
 	KindWeb SessionKind = "web"
 	// KindAdminWeb: an admin page session.
 	KindAdminWeb SessionKind = "admin_web"
+	// KindOAuthSignIn: an OAuth authorization page sign-in waiting for its
+	// code (Data: the sealed password, for the login after the code).
+	KindOAuthSignIn SessionKind = "oauth_signin"
 )
 
 // UIASession is one session: a UIA session bound to one request (method,
