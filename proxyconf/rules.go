@@ -37,6 +37,7 @@ var clientNames = []string{
 	"account/two-factor", // the gateway's own endpoints
 	"keys/device_signing/upload",
 	"auth/[^/]+/fallback/web", // fallback pages of the gateway's stages (the homeserver's pass through)
+	"auth_metadata",           // OAuth 2.0 server metadata (the gateway's when oauth.enabled; else passed through)
 }
 
 // clientPattern matches clientNames under any version prefix of one or two
