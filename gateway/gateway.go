@@ -23,6 +23,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/metrics"
+	"github.com/matrix-2fa/matrix-2fa/oauth"
 	"github.com/matrix-2fa/matrix-2fa/pages"
 	"github.com/matrix-2fa/matrix-2fa/provider"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
@@ -87,6 +88,9 @@ type Config struct {
 	Admin admin.Config
 	// Provider configures the provider API (off without a secret).
 	Provider provider.Config
+	// OAuth configures the OAuth 2.0 API (off by default; its issuer is
+	// PublicBaseURL).
+	OAuth oauth.Config
 }
 
 // Homeserver is what the gateway needs of the homeserver client
@@ -143,6 +147,7 @@ type Gateway struct {
 	pages  *pages.Pages
 	admin  *admin.Admin
 	prov   *provider.Provider
+	oauth  *oauth.Server
 	log    logrus.FieldLogger
 	now    func() time.Time
 	proxy  http.Handler
@@ -203,11 +208,14 @@ func New(o Options) *Gateway {
 	})
 	g.held = held.New(held.Config{LoginTTL: o.Config.LoginTTL, TokenTTL: o.Config.TokenTTL, MaxPerUser: o.Config.MaxHeld,
 		SweepInterval: o.Config.SweepInterval, Observe: o.Metrics.HeldLogin}, o.Homeserver, o.Store, o.Box, g.engine, o.Logger, o.Now)
+	ocfg := o.Config.OAuth
+	ocfg.Issuer, ocfg.AccountURI = oauth.Issuer(o.Config.PublicBaseURL), oauth.Issuer(o.Config.PublicBaseURL)+pages.SelfServicePath
+	g.oauth = oauth.New(ocfg, o.Store, o.Homeserver, o.Box, o.Logger, o.Now)
 	g.pages = pages.New(pages.Deps{Config: pages.Config{SSOProviderID: o.Config.SSOProviderID, SSOProviderName: o.Config.SSOProviderName,
 		RedirectAllowlist: o.Config.RedirectAllowlist, FallbackCompletesLogin: o.Config.FallbackCompletesLogin,
 		PublicBaseURL: o.Config.PublicBaseURL},
 		Engine: g.engine, Accounts: o.Accounts, HS: o.Homeserver, Held: g.held, Store: o.Store, Box: o.Box,
-		Proxies: o.Config.TrustedProxies, Upstream: g.proxy, Codes: g, Now: o.Now})
+		Proxies: o.Config.TrustedProxies, Upstream: g.proxy, Codes: g, OAuth: g.oauth, Now: o.Now})
 	g.admin = admin.New(admin.Deps{Config: o.Config.Admin, Accounts: o.Accounts, HS: o.Homeserver, Store: o.Store,
 		MACKey: o.Box.MACKey("admin-csrf"), PublicBaseURL: o.Config.PublicBaseURL, Proxies: o.Config.TrustedProxies, Now: o.Now})
 	g.prov = provider.New(o.Config.Provider, o.Accounts)
@@ -259,6 +267,11 @@ func (g *Gateway) table() []route {
 		{post, noPrefix, admin.PagePath, g.limited(g.admin.PagePost)},
 		{get, noPrefix, provider.Prefix + "users/{userId}", g.prov.Enabled},
 		{post, noPrefix, provider.Prefix + "users/{userId}/verify", g.prov.Verify},
+		{get, oauth.MetadataPrefixes, oauth.MetadataPath, g.oauthOnly(g.oauth.Metadata)},
+		{getPost, noPrefix, oauth.AuthorizePath, g.oauthOnly(g.limited(p.Authorize))},
+		{post, noPrefix, oauth.TokenPath, g.oauthOnly(g.limited(g.oauth.Token))},
+		{post, noPrefix, oauth.RegisterPath, g.oauthOnly(g.limited(g.oauth.Register))},
+		{post, noPrefix, oauth.RevokePath, g.oauthOnly(g.oauth.Revoke)},
 		{get, noPrefix, "/health", g.handleHealth},
 		{get, noPrefix, "/ready", g.handleReady},
 	}
@@ -301,6 +314,10 @@ func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serve) }
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &httpx.StatusRecorder{ResponseWriter: w}
+	if r.Method == http.MethodOptions && g.oauth.Enabled() && strings.HasPrefix(r.URL.Path, oauth.Prefix) {
+		oauth.Preflight(rec) // the gateway's own OAuth endpoints answer their CORS preflights
+		return
+	}
 	h, r, routed, refused := g.route(r)
 	if h == nil && refused == nil { // pass-through: the hot path
 		g.bodyDeadline(rec, r, false)
@@ -373,7 +390,7 @@ func (g *Gateway) route(r *http.Request) (h http.Handler, _ *http.Request, route
 
 // ourWords are words every path the gateway serves or guards has (in any
 // letter case); a path with none of them is passed through without routing.
-var ourWords = []string{"login", "account", "devices", "device_signing", "/auth/", "/_matrix2fa", "/health", "/ready"}
+var ourWords = []string{"login", "account", "devices", "device_signing", "/auth/", "auth_metadata", "/_matrix2fa", "/health", "/ready"}
 
 // mayBeOurs reports whether p may be one of the gateway's routes or a guarded
 // path (a cheap screen before the router and the guarded pattern).
@@ -431,12 +448,46 @@ func isAdminAPI(p string) bool {
 	return false
 }
 
-// Run sweeps expired sessions until ctx ends: held logins are logged out
-// upstream so an abandoned or failed login leaves no usable token behind.
-func (g *Gateway) Run(ctx context.Context) { g.held.Run(ctx) }
+// Run sweeps expired sessions until ctx ends: held logins, and the logins of
+// unredeemed OAuth authorization codes, are logged out upstream so an
+// abandoned or failed login leaves no usable token behind.
+func (g *Gateway) Run(ctx context.Context) {
+	if g.oauth.Enabled() {
+		go func() {
+			t := time.NewTicker(g.cfg.SweepInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					g.oauth.Sweep(ctx)
+				}
+			}
+		}()
+	}
+	g.held.Run(ctx)
+}
 
 // Sweep sweeps expired sessions once.
-func (g *Gateway) Sweep(ctx context.Context) { g.held.Sweep(ctx) }
+func (g *Gateway) Sweep(ctx context.Context) {
+	g.held.Sweep(ctx)
+	if g.oauth.Enabled() {
+		g.oauth.Sweep(ctx)
+	}
+}
+
+// oauthOnly serves h while the OAuth 2.0 API is on; off, the request goes to
+// the homeserver as if the gateway had no such route.
+func (g *Gateway) oauthOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !g.oauth.Enabled() {
+			g.proxy.ServeHTTP(w, r)
+			return
+		}
+		h(w, r)
+	}
+}
 
 // origin is where r comes from, as the gateway sees it.
 func (g *Gateway) origin(r *http.Request) held.Origin {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"github.com/matrix-2fa/matrix-2fa/admin"
+	"github.com/matrix-2fa/matrix-2fa/oauth"
 	"github.com/matrix-2fa/matrix-2fa/provider"
 
 	"io"
@@ -71,7 +72,8 @@ func (g *Gateway) limited(h http.HandlerFunc) http.HandlerFunc {
 
 // isPage reports whether the path is one of the gateway's HTML pages.
 func isPage(p string) bool {
-	if strings.HasPrefix(p, admin.APIPrefix) || strings.HasPrefix(p, provider.Prefix) {
+	if strings.HasPrefix(p, admin.APIPrefix) || strings.HasPrefix(p, provider.Prefix) ||
+		(strings.HasPrefix(p, oauth.Prefix) && p != oauth.AuthorizePath) {
 		return false
 	}
 	return strings.HasPrefix(p, "/_matrix2fa/") || strings.HasSuffix(p, "/fallback/web") ||

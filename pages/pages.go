@@ -88,6 +88,8 @@ type Deps struct {
 	Upstream http.Handler
 	// Codes mails e-mail codes (the gateway).
 	Codes Codes
+	// OAuth is the OAuth server the authorization page works for (nil: no page).
+	OAuth OAuth
 	Now   func() time.Time
 }
 
@@ -105,6 +107,7 @@ type Pages struct {
 	proxies  ratelimit.Proxies
 	upstream http.Handler
 	codes    Codes
+	oauth    OAuth
 	now      func() time.Time
 }
 
@@ -114,7 +117,7 @@ func New(d Deps) *Pages {
 		d.Now = time.Now
 	}
 	return &Pages{cfg: d.Config, engine: d.Engine, acc: d.Accounts, hs: d.HS, held: d.Held, store: d.Store, box: d.Box,
-		csrf: csrf{key: d.Box.MACKey("csrf")}, proxies: d.Proxies, upstream: d.Upstream, codes: d.Codes, now: d.Now}
+		csrf: csrf{key: d.Box.MACKey("csrf")}, proxies: d.Proxies, upstream: d.Upstream, codes: d.Codes, oauth: d.OAuth, now: d.Now}
 }
 
 // origin is where r comes from, as the gateway sees it.

@@ -41,6 +41,7 @@ var clientNames = []string{
 	"account/two-factor", // the gateway's own endpoints
 	"keys/device_signing/upload",
 	"auth/[^/]+/fallback/web", // fallback pages of the gateway's stages (the homeserver's pass through)
+	"auth_metadata",           // OAuth 2.0 server metadata (the gateway's when oauth.enabled; else passed through)
 }
 
 // clientPrefixNames are guarded paths that homeservers match as a prefix,
@@ -78,6 +79,7 @@ var rawWords = []string{
 	"account/two-factor",
 	"keys/device_signing",
 	"fallback/web",
+	"auth_metadata",
 }
 
 // oddEscape matches a percent-escape that could change what a path means to

@@ -374,6 +374,14 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/_matrix2fa/admin/v1/counts", true},
 		{"GET", "/_matrix2fa/provider/v1/users/{userId}", true},
 		{"POST", "/_matrix2fa/provider/v1/users/{userId}/verify", true},
+		// The OAuth 2.0 API.
+		{"GET", "/_matrix/client/v1/auth_metadata", true},
+		{"GET", "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata", true},
+		{"GET", "/_matrix2fa/oauth2/authorize", true},
+		{"POST", "/_matrix2fa/oauth2/authorize", true},
+		{"POST", "/_matrix2fa/oauth2/token", true},
+		{"POST", "/_matrix2fa/oauth2/register", true},
+		{"POST", "/_matrix2fa/oauth2/revoke", true},
 
 		// Not served by the gateway itself.
 		{"POST", "/_matrix/client/r0/login/get_token", false},

@@ -243,6 +243,7 @@ type Store interface {
 
 	SessionStore
 	EmailStore
+	OAuthStore
 
 	// Close releases the store.
 	Close() error
@@ -269,6 +270,9 @@ const (
 	KindWeb SessionKind = "web"
 	// KindAdminWeb: an admin page session.
 	KindAdminWeb SessionKind = "admin_web"
+	// KindOAuthSignIn: an OAuth authorization page sign-in waiting for its
+	// code (Data: the sealed password, for the login after the code).
+	KindOAuthSignIn SessionKind = "oauth_signin"
 )
 
 // UIASession is one session: a UIA session bound to one request (method,
@@ -342,4 +346,75 @@ type EmailStore interface {
 	PutUserEmails(ctx context.Context, userID string, addresses []string, at time.Time) error
 	// UserEmails returns the user's recorded addresses (none when unknown).
 	UserEmails(ctx context.Context, userID string) ([]string, error)
+}
+
+// OAuthClient is a client registered with the OAuth 2.0 API (RFC 7591).
+type OAuthClient struct {
+	ID string
+	// Metadata is the client's metadata as the gateway accepted it (JSON).
+	Metadata  []byte
+	CreatedAt time.Time
+}
+
+// OAuthCode is an authorization code, kept only as its hash, and the
+// homeserver login it stands for (Login: sealed, opaque to the store).
+type OAuthCode struct {
+	Hash        []byte
+	ClientID    string
+	RedirectURI string
+	// Challenge is the PKCE S256 code challenge.
+	Challenge string
+	Scope     string
+	UserID    string
+	DeviceID  string
+	Login     []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// OAuthGrant is a live OAuth session: the homeserver login (Login: sealed)
+// behind a rotating refresh token, kept only as its hash; AccessHash is the
+// hash of the homeserver access token (to revoke by it).
+type OAuthGrant struct {
+	ID          string
+	ClientID    string
+	UserID      string
+	DeviceID    string
+	Scope       string
+	RefreshHash []byte
+	AccessHash  []byte
+	Login       []byte
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// OAuthStore holds OAuth clients, authorization codes and grants. It is part
+// of Store.
+type OAuthStore interface {
+	// PutOAuthClient stores a new client; ErrConflict if its ID exists.
+	PutOAuthClient(ctx context.Context, c OAuthClient) error
+	// OAuthClient returns a client, or ErrNotFound.
+	OAuthClient(ctx context.Context, id string) (OAuthClient, error)
+	// PutOAuthCode stores a new authorization code; ErrConflict if its hash exists.
+	PutOAuthCode(ctx context.Context, c OAuthCode) error
+	// TakeOAuthCode deletes the code with hash and returns it, atomically, so
+	// only one caller ever gets it (expired ones too); ErrNotFound if gone.
+	TakeOAuthCode(ctx context.Context, hash []byte) (OAuthCode, error)
+	// ExpiredOAuthCodes returns up to limit codes that expired before now.
+	ExpiredOAuthCodes(ctx context.Context, now time.Time, limit int) ([]OAuthCode, error)
+	// PutOAuthGrant stores a new grant; ErrConflict if its ID exists.
+	PutOAuthGrant(ctx context.Context, g OAuthGrant) error
+	// OAuthGrantByRefresh returns the grant whose current refresh token has
+	// hash, or ErrNotFound.
+	OAuthGrantByRefresh(ctx context.Context, hash []byte) (OAuthGrant, error)
+	// OAuthGrantByAccess returns the grant whose access token has hash, or
+	// ErrNotFound.
+	OAuthGrantByAccess(ctx context.Context, hash []byte) (OAuthGrant, error)
+	// RotateOAuthRefresh replaces grant id's refresh token hash old with
+	// next in one conditional statement; it reports whether it did (false:
+	// the grant is gone or old was already rotated).
+	RotateOAuthRefresh(ctx context.Context, id string, old, next []byte, now time.Time) (bool, error)
+	// TakeOAuthGrant deletes grant id and returns it, atomically; ErrNotFound
+	// if it is already gone.
+	TakeOAuthGrant(ctx context.Context, id string) (OAuthGrant, error)
 }

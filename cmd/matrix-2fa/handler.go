@@ -60,6 +60,7 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 			ReadEmails:             cfg.SMTP.Host != "" && cfg.Notify,
 			Admin:                  cfg.Admin,
 			Provider:               cfg.Provider,
+			OAuth:                  cfg.OAuth,
 		},
 		Homeserver: hs,
 		Accounts:   core.svc,

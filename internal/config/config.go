@@ -17,6 +17,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/admin"
 	"github.com/matrix-2fa/matrix-2fa/notify"
+	"github.com/matrix-2fa/matrix-2fa/oauth"
 	"github.com/matrix-2fa/matrix-2fa/provider"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 )
@@ -68,6 +69,8 @@ type Config struct {
 	Admin admin.Config `yaml:"admin"`
 	// Provider is the provider API for other login paths (off by default).
 	Provider provider.Config `yaml:"provider"`
+	// OAuth is the Matrix OAuth 2.0 API (off by default; needs public_base_url).
+	OAuth oauth.Config `yaml:"oauth"`
 }
 
 // Server configures the listener's limits.
@@ -140,6 +143,7 @@ func Default() Config {
 		DataDir:           "./data",
 		SQLiteSynchronous: "NORMAL",
 		TwoFactor:         account.DefaultConfig(),
+		OAuth:             oauth.Config{CodeTTL: time.Minute, SignInTTL: 5 * time.Minute},
 		Login: Login{
 			SessionTTL: 5 * time.Minute, TokenTTL: 2 * time.Minute,
 			SSOProviderID: "matrix-2fa", SSOProviderName: "two-factor sign-in",
@@ -295,6 +299,7 @@ func (c Config) Validate() []error {
 	}
 	errs = append(errs, c.Admin.Validate()...)
 	errs = append(errs, c.Provider.Validate()...)
+	errs = append(errs, c.OAuth.Validate(c.PublicBaseURL)...)
 	switch strings.ToLower(c.Log.Level) {
 	case "trace", "debug", "info", "warn", "warning", "error":
 	default:

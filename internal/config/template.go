@@ -199,6 +199,17 @@ admin:
 provider:
   secret_sha256: {{q .Provider.SecretSHA256}}
 
+# The Matrix OAuth 2.0 API (spec v1.15+; Element X and every OAuth-native
+# client): the gateway is the homeserver's authorization server, with the
+# second factor on its own page. Needs public_base_url (the issuer).
+oauth:
+  enabled: {{.OAuth.Enabled}}
+  # Development only: let web clients use http on loopback (client_uri and
+  # redirect URIs on 127.0.0.1, [::1] or localhost).
+  dev_http_loopback: {{.OAuth.DevHTTPLoopback}}
+  code_ttl: {{.OAuth.CodeTTL}}        # lifetime of an authorization code
+  sign_in_ttl: {{.OAuth.SignInTTL}}     # how long the page waits for the code
+
 log:
   level: {{q .Log.Level}}    # trace, debug, info, warn, error
   format: {{q .Log.Format}}   # text or json

@@ -104,6 +104,7 @@ func Run(t *testing.T, f Factory) {
 		{"QueryAudit", testQueryAudit},
 	}
 	tests = append(tests, emailTests...)
+	tests = append(tests, oauthTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
 	}

@@ -1,0 +1,273 @@
+package pages
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/oauth"
+	"github.com/matrix-2fa/matrix-2fa/storage"
+)
+
+// The OAuth 2.0 authorization page (GET/POST /_matrix2fa/oauth2/authorize):
+// the client's name and URI (the consent: "Sign in and allow" or "Deny"),
+// username and password, then for a user with 2FA the TOTP or recovery code
+// (same replay guard, lockout and audit as every entry point).
+//
+// The password is checked with a throw-away homeserver login (logged out at
+// once); the login the client gets, with the device ID its scope names, is
+// made only after the second factor. So a password alone never creates,
+// reuses or signs out the requested device. Between the password and the
+// code the password waits sealed (account.SecretBox) in a session of kind
+// storage.KindOAuthSignIn for the sign-in TTL; the code step takes it.
+//
+// Anti-forgery as on the sign-in page: a page cookie, and forms carrying an
+// HMAC of it bound to the authorization request (and to the session on the
+// code step). Every POST re-checks the whole authorization request.
+
+const oauthCookie = "m2fa_oauth"
+
+// OAuth is what the authorization page needs of the OAuth server (oauth.Server).
+type OAuth interface {
+	ParseAuthorize(ctx context.Context, q url.Values) (*oauth.Request, error)
+	IssueCode(ctx context.Context, req *oauth.Request, login *mautrix.RespLogin) (string, error)
+	SignInTTL() time.Duration
+}
+
+// oauthData is the authorization page's template data.
+type oauthData struct {
+	ClientName, ClientURI, Action string
+	Username, UserID, Session     string
+	Digits                        int
+}
+
+// authz is one request to the authorization page, as read so far.
+type authz struct {
+	req    *oauth.Request
+	form   url.Values
+	cookie string
+	fresh  bool
+	page   PageData
+	d      *oauthData
+}
+
+// Authorize is the authorization page.
+func (p *Pages) Authorize(w http.ResponseWriter, r *http.Request) {
+	form, ok := httpx.PostedForm(w, r)
+	if !ok {
+		return
+	}
+	req, err := p.oauth.ParseAuthorize(r.Context(), r.URL.Query())
+	switch {
+	case req == nil && (errors.Is(err, oauth.ErrNoClient) || errors.Is(err, oauth.ErrBadRedirect)):
+		httpx.Logger(r).WithError(err).Info("oauth page: refused request")
+		renderMessage(w, http.StatusBadRequest, "Sign-in link not valid",
+			"This sign-in link is not valid: the application is unknown or did not register where to return to.")
+		return
+	case req == nil:
+		httpx.Logger(r).WithError(err).Error("oauth page: reading the request")
+		renderMessage(w, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
+		return
+	case err != nil:
+		found(w, req.ErrorRedirect(err))
+		return
+	}
+	w = &formActionCSP{ResponseWriter: w, origin: formOrigin(req)}
+	q := p.readAuthorize(w, r, req, form)
+	switch {
+	case r.Method == http.MethodGet:
+		renderPage(w, http.StatusOK, "oauth.html", q.page)
+	case q.fresh || !p.csrf.check("oauth\x00"+r.URL.RawQuery, q.cookie, form.Get("csrf"), p.now()) && form.Get("step") != "code":
+		q.page.Error = "This page has expired (or cookies are blocked). Please try again."
+		renderPage(w, http.StatusForbidden, "oauth.html", q.page)
+	case form.Get("step") == "deny":
+		found(w, req.Denied())
+	case form.Get("step") == "code":
+		p.authorizeCode(w, r, q)
+	default:
+		p.authorizeCredentials(w, r, q)
+	}
+}
+
+// formOrigin is what the page's form-action must allow besides itself: the
+// client's redirect target (the POST answers with a redirect there).
+func formOrigin(req *oauth.Request) string {
+	o := req.ClientHost()
+	if host, ok := strings.CutPrefix(o, "https://"); ok && redirectHost.MatchString(host) {
+		return o
+	}
+	if host, ok := strings.CutPrefix(o, "http://"); ok && redirectHost.MatchString(host) {
+		return o
+	}
+	if scheme, ok := strings.CutSuffix(o, ":"); ok && scheme != "" && strings.Trim(strings.ToLower(scheme), "abcdefghijklmnopqrstuvwxyz0123456789+.-") == "" {
+		return o
+	}
+	return ""
+}
+
+// found redirects the browser to loc, leaking nothing on the way.
+func found(w http.ResponseWriter, loc string) {
+	h := w.Header()
+	h.Set("Location", loc)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(http.StatusFound)
+}
+
+// readAuthorize reads the page cookie and sets up the page data.
+func (p *Pages) readAuthorize(w http.ResponseWriter, r *http.Request, req *oauth.Request, form url.Values) *authz {
+	q := &authz{req: req, form: form}
+	if c, err := r.Cookie(oauthCookie); err == nil && len(c.Value) >= 22 && len(c.Value) <= 64 {
+		q.cookie = c.Value
+	} else {
+		q.cookie, q.fresh = httpx.RandomToken(16), true
+		http.SetCookie(w, &http.Cookie{Name: oauthCookie, Value: q.cookie, Path: oauth.Prefix, HttpOnly: true,
+			SameSite: http.SameSiteLaxMode, Secure: p.secure(r)})
+	}
+	q.d = &oauthData{ClientName: req.Client.DisplayName(), ClientURI: req.Client.ClientURI, Action: r.URL.RequestURI(),
+		Digits: p.acc.Params().Digits}
+	q.page = PageData{Title: "Sign in to " + q.d.ClientName, Data: q.d, CSRF: p.csrf.token("oauth\x00"+r.URL.RawQuery, q.cookie, p.now())}
+	return q
+}
+
+// authorizeCredentials checks username and password with a throw-away
+// homeserver login. Without 2FA the client's login is made at once; with it
+// the code step is next.
+func (p *Pages) authorizeCredentials(w http.ResponseWriter, r *http.Request, q *authz) {
+	user, password := strings.TrimSpace(q.form.Get("username")), q.form.Get("password")
+	q.d.Username = user
+	check, err := p.passwordLogin(r, user, password)
+	if err == nil {
+		err = p.hs.Logout(context.WithoutCancel(r.Context()), check.AccessToken)
+	}
+	var enabled bool
+	if err == nil {
+		enabled, err = p.acc.Enabled(r.Context(), string(check.UserID))
+	}
+	if err != nil {
+		p.signInRefusedPage(w, r, q.page, "oauth.html", err)
+		return
+	}
+	userID := string(check.UserID)
+	if !enabled {
+		p.authorizeFinish(w, r, q, userID, password)
+		return
+	}
+	sid, err := p.holdPassword(r.Context(), userID, password)
+	if err != nil {
+		p.signInRefusedPage(w, r, q.page, "oauth.html", err)
+		return
+	}
+	q.d.UserID, q.d.Session = userID, sid
+	q.page.CSRF = p.csrf.token("oauth-code\x00"+r.URL.RawQuery+"\x00"+sid, q.cookie, p.now())
+	httpx.Logger(r).WithField("user_id", userID).Info("oauth page: password right, asking for the code")
+	renderPage(w, http.StatusOK, "oauth.html", q.page)
+}
+
+func oauthOwner(userID string) string { return "oauth-signin:" + userID }
+
+// holdPassword keeps password sealed in a new sign-in session of userID.
+func (p *Pages) holdPassword(ctx context.Context, userID, password string) (string, error) {
+	sealed, err := p.box.Seal(oauthOwner(userID), []byte(password))
+	if err != nil {
+		return "", err
+	}
+	sid := httpx.RandomToken(24)
+	now := p.now()
+	err = p.store.CreateSession(ctx, storage.UIASession{ID: sid, Kind: storage.KindOAuthSignIn, UserID: userID, Method: "OAUTH",
+		Path: "/authorize", Flows: [][]string{}, Completed: []string{}, Data: append(append([]byte(p.box.KeyID()), 0), sealed...),
+		CreatedAt: now, ExpiresAt: now.Add(p.oauth.SignInTTL())})
+	return sid, err
+}
+
+// authorizeCode is the code step of the session in the form.
+func (p *Pages) authorizeCode(w http.ResponseWriter, r *http.Request, q *authz) {
+	sid := q.form.Get("session")
+	s, err := p.store.Session(r.Context(), sid)
+	if err != nil || s.Kind != storage.KindOAuthSignIn || !p.now().Before(s.ExpiresAt) ||
+		!p.csrf.check("oauth-code\x00"+r.URL.RawQuery+"\x00"+sid, q.cookie, q.form.Get("csrf"), p.now()) {
+		q.page.Error = "Your sign-in has expired. Please sign in again."
+		renderPage(w, http.StatusForbidden, "oauth.html", q.page)
+		return
+	}
+	q.d.UserID, q.d.Session = s.UserID, sid
+	q.page.CSRF = p.csrf.token("oauth-code\x00"+r.URL.RawQuery+"\x00"+sid, q.cookie, p.now())
+	err = flows.VerifyEither(r.Context(), p.acc, s.UserID, q.form.Get("code"))
+	if errors.Is(err, account.ErrNotEnabled) {
+		err = nil // 2FA was turned off meanwhile: the password was right
+	}
+	if errors.Is(err, account.ErrInvalidCode) || errors.Is(err, account.ErrMissingCode) {
+		p.signInRefusedPage(w, r, q.page, "oauth.html", err)
+		return
+	}
+	taken, terr := p.store.TakeSession(r.Context(), sid)
+	if err == nil && terr != nil {
+		err = terr
+	}
+	var password []byte
+	if err == nil {
+		keyID, sealed, _ := strings.Cut(string(taken.Data), "\x00")
+		password, err = p.box.Open(oauthOwner(taken.UserID), keyID, []byte(sealed))
+	}
+	if err != nil { // locked out, taken meanwhile, or broken: the sign-in ends
+		q.d.UserID, q.d.Session = "", ""
+		q.page.CSRF = p.csrf.token("oauth\x00"+r.URL.RawQuery, q.cookie, p.now())
+		p.signInRefusedPage(w, r, q.page, "oauth.html", err)
+		return
+	}
+	httpx.Logger(r).WithField("user_id", s.UserID).Info("oauth page: second factor right")
+	p.authorizeFinish(w, r, q, s.UserID, string(password))
+}
+
+// authorizeFinish logs userID in at the homeserver with the requested device
+// ID, keeps that login behind an authorization code and sends the browser
+// back to the client with it.
+func (p *Pages) authorizeFinish(w http.ResponseWriter, r *http.Request, q *authz, userID, password string) {
+	l := httpx.Logger(r).WithFields(map[string]any{"user_id": userID, "client_id": q.req.Client.ID, "device_id": q.req.DeviceID})
+	login, err := p.hs.PasswordLogin(r.Context(), userID, password, id.DeviceID(q.req.DeviceID), q.req.Client.DisplayName())
+	if err == nil && string(login.UserID) != userID {
+		err = errors.New("pages: the homeserver logged in another user")
+	}
+	var loc string
+	if err == nil {
+		loc, err = p.oauth.IssueCode(r.Context(), q.req, login)
+	}
+	if err != nil {
+		var at string
+		if login != nil {
+			at = login.AccessToken
+		}
+		q.d.UserID, q.d.Session = "", ""
+		p.signInFailedPage(w, r, q.page, "oauth.html", at, err)
+		return
+	}
+	l.Info("oauth page: signed in; authorization code issued")
+	found(w, loc)
+}
+
+// signInRefusedPage is signInRefused for a page other than the sign-in page.
+func (p *Pages) signInRefusedPage(w http.ResponseWriter, r *http.Request, page PageData, name string, err error) {
+	p.signInRefused(w, r, &signin{page: page}, name, err)
+}
+
+// signInFailedPage logs an internal failure, logs accessToken out and shows
+// the error on page name.
+func (p *Pages) signInFailedPage(w http.ResponseWriter, r *http.Request, page PageData, name, accessToken string, err error) {
+	httpx.Logger(r).WithError(err).Error("oauth page")
+	if accessToken != "" {
+		if lerr := p.hs.Logout(context.WithoutCancel(r.Context()), accessToken); lerr != nil {
+			httpx.Logger(r).WithError(lerr).Error("oauth page: logging out an unused login")
+		}
+	}
+	page.Error = "Something went wrong. Please try again later."
+	renderPage(w, http.StatusInternalServerError, name, page)
+}
