@@ -439,6 +439,9 @@ func routeClass(p string, routed bool) string {
 
 // isAdminAPI reports whether p (decoded) is under a homeserver admin API.
 func isAdminAPI(p string) bool {
+	if !strings.Contains(p, "admin") {
+		return false // the common case, without cleaning the path
+	}
 	c := path.Clean(p)
 	for _, prefix := range []string{"/_synapse/admin", "/_dendrite/admin"} {
 		if c == prefix || strings.HasPrefix(c, prefix+"/") {

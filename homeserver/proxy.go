@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/sirupsen/logrus"
 	"maunium.net/go/mautrix"
@@ -42,6 +43,7 @@ func (c *Client) Proxy() http.Handler {
 			},
 			Transport:     c.transport,
 			FlushInterval: -1,
+			BufferPool:    bufferPool{},
 			ErrorLog:      log.New(logWriter{c.log}, "", 0),
 			ErrorHandler:  c.proxyError,
 		}
@@ -159,3 +161,12 @@ func (w logWriter) Write(p []byte) (int, error) {
 	w.log.Warn("proxy: " + strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// bufferPool reuses the proxy's copy buffers (32 KiB each) across responses
+// instead of allocating one per response.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
