@@ -107,14 +107,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// writeError answers err: an *Error as itself, anything else as a logged
-// server_error.
+// writeError answers err: an *Error as itself; the database or the
+// homeserver out of reach as temporarily_unavailable (503, 502), anything
+// else as a logged server_error.
 func (s *Server) writeError(w http.ResponseWriter, l logrus.FieldLogger, err error) {
 	var oe *Error
-	if !errors.As(err, &oe) {
+	switch {
+	case errors.Is(err, storage.ErrUnavailable):
+		l.WithError(err).Error("oauth: database unavailable")
+		oe = &Error{Code: "temporarily_unavailable", status: http.StatusServiceUnavailable}
+	case errors.Is(err, homeserver.ErrUnreachable):
+		l.WithError(err).Error("oauth: homeserver unreachable")
+		oe = &Error{Code: "temporarily_unavailable", status: http.StatusBadGateway}
+	case !errors.As(err, &oe):
 		l.WithError(err).Error("oauth: internal error")
 		oe = &Error{Code: "server_error", status: http.StatusInternalServerError}
-	} else {
+	default:
 		l.WithFields(logrus.Fields{"error_code": oe.Code, "detail": oe.Description}).Info("oauth: refused")
 	}
 	writeJSON(w, oe.status, oe)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/oauth"
 	"github.com/matrix-2fa/matrix-2fa/storage"
@@ -74,8 +75,9 @@ func (p *Pages) Authorize(w http.ResponseWriter, r *http.Request) {
 			"This sign-in link is not valid: the application is unknown or did not register where to return to.")
 		return
 	case req == nil:
+		status, text := httperr.Page(err)
 		httpx.Logger(r).WithError(err).Error("oauth page: reading the request")
-		renderMessage(w, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
+		renderMessage(w, status, "Something went wrong", text)
 		return
 	case err != nil:
 		found(w, req.ErrorRedirect(err))
@@ -259,15 +261,13 @@ func (p *Pages) signInRefusedPage(w http.ResponseWriter, r *http.Request, page P
 	p.signInRefused(w, r, &signin{page: page}, name, err)
 }
 
-// signInFailedPage logs an internal failure, logs accessToken out and shows
-// the error on page name.
+// signInFailedPage logs accessToken out (a login the failure left unused)
+// and shows err on page name through the one error table.
 func (p *Pages) signInFailedPage(w http.ResponseWriter, r *http.Request, page PageData, name, accessToken string, err error) {
-	httpx.Logger(r).WithError(err).Error("oauth page")
 	if accessToken != "" {
 		if lerr := p.hs.Logout(context.WithoutCancel(r.Context()), accessToken); lerr != nil {
-			httpx.Logger(r).WithError(lerr).Error("oauth page: logging out an unused login")
+			httpx.Logger(r).WithError(lerr).Error("sign-in page: logging out an unused login")
 		}
 	}
-	page.Error = "Something went wrong. Please try again later."
-	renderPage(w, http.StatusInternalServerError, name, page)
+	p.renderError(w, r, name, page, err)
 }

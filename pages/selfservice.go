@@ -217,10 +217,14 @@ func (p *Pages) renderStatus(w http.ResponseWriter, r *http.Request, status int,
 	p.renderSelf(w, r, status, s, v, errText)
 }
 
+// selfInternal shows a failure the user cannot fix (its status and sentence
+// from the one error table: 503 while the database is down, 502 for the
+// homeserver, 500 else).
 func (p *Pages) selfInternal(w http.ResponseWriter, r *http.Request, s *selfSession, err error) {
+	status, text := httperr.Page(err)
 	httpx.Logger(r).WithError(err).Error("self-service page: internal error")
 	v := selfView{View: "failure", Back: true}
-	p.renderSelf(w, r, http.StatusInternalServerError, s, v, "Something went wrong on our side. Please try again later.")
+	p.renderSelf(w, r, status, s, v, text)
 }
 
 // handleSelfGet shows the page for the browser's state: signed out, waiting

@@ -1,7 +1,6 @@
 package pages
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -291,17 +290,11 @@ func (p *Pages) signInRefused(w http.ResponseWriter, r *http.Request, q *signin,
 	p.renderError(w, r, name, q.page, err)
 }
 
-// signInFailed logs an internal failure after a successful password login,
-// logs that login out again and shows an error.
+// signInFailed logs a failure after a successful password login, logs that
+// login out again and shows the error (its status and sentence from the one
+// table: 503 while the database is down, 502 for the homeserver, 500 else).
 func (p *Pages) signInFailed(w http.ResponseWriter, r *http.Request, q *signin, accessToken string, err error) {
-	httpx.Logger(r).WithError(err).Error("sign-in page")
-	if accessToken != "" {
-		if lerr := p.hs.Logout(context.WithoutCancel(r.Context()), accessToken); lerr != nil {
-			httpx.Logger(r).WithError(lerr).Error("sign-in page: logging out an unused login")
-		}
-	}
-	q.page.Error = "Something went wrong. Please try again later."
-	renderPage(w, http.StatusInternalServerError, "signin.html", q.page)
+	p.signInFailedPage(w, r, q.page, "signin.html", accessToken, err)
 }
 
 // signInCode is the code step: the pending login in the form's session field.
