@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/matrix-2fa/matrix-2fa/canonical"
 )
 
 // Config is the admin API's and page's part of the configuration.
@@ -82,33 +84,11 @@ func (s Scope) Allows(userID string) bool {
 		return true
 	}
 	for _, p := range s.patterns {
-		if Glob(p, userID) {
+		if canonical.Glob(p, userID) {
 			return true
 		}
 	}
 	return false
-}
-
-// Glob reports whether s matches pattern, where * matches any run of
-// characters (none included) and every other character only itself.
-func Glob(pattern, s string) bool {
-	parts := strings.Split(pattern, "*")
-	if len(parts) == 1 {
-		return pattern == s
-	}
-	if !strings.HasPrefix(s, parts[0]) {
-		return false
-	}
-	s = s[len(parts[0]):]
-	last := parts[len(parts)-1]
-	for _, p := range parts[1 : len(parts)-1] {
-		i := strings.Index(s, p)
-		if i < 0 {
-			return false
-		}
-		s = s[i+len(p):]
-	}
-	return len(s) >= len(last) && strings.HasSuffix(s, last)
 }
 
 // tokenMatches reports whether token's SHA-256 is the configured one, in

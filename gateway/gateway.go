@@ -25,6 +25,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/metrics"
 	"github.com/matrix-2fa/matrix-2fa/oauth"
 	"github.com/matrix-2fa/matrix-2fa/pages"
+	"github.com/matrix-2fa/matrix-2fa/policy"
 	"github.com/matrix-2fa/matrix-2fa/provider"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 	"github.com/matrix-2fa/matrix-2fa/storage"
@@ -91,6 +92,8 @@ type Config struct {
 	// OAuth configures the OAuth 2.0 API (off by default; its issuer is
 	// PublicBaseURL).
 	OAuth oauth.Config
+	// Policy is the enforcement policy (off by default).
+	Policy policy.Config
 }
 
 // Homeserver is what the gateway needs of the homeserver client
@@ -148,6 +151,7 @@ type Gateway struct {
 	admin  *admin.Admin
 	prov   *provider.Provider
 	oauth  *oauth.Server
+	policy *policy.Policy
 	log    logrus.FieldLogger
 	now    func() time.Time
 	proxy  http.Handler
@@ -211,11 +215,12 @@ func New(o Options) *Gateway {
 	ocfg := o.Config.OAuth
 	ocfg.Issuer, ocfg.AccountURI = oauth.Issuer(o.Config.PublicBaseURL), oauth.Issuer(o.Config.PublicBaseURL)+pages.SelfServicePath
 	g.oauth = oauth.New(ocfg, o.Store, o.Homeserver, o.Box, o.Logger, o.Now)
+	g.policy = policy.New(o.Config.Policy, o.Store, o.Accounts, admin.HomeserverChecker{HS: o.Homeserver}, o.Now)
 	g.pages = pages.New(pages.Deps{Config: pages.Config{SSOProviderID: o.Config.SSOProviderID, SSOProviderName: o.Config.SSOProviderName,
 		RedirectAllowlist: o.Config.RedirectAllowlist, FallbackCompletesLogin: o.Config.FallbackCompletesLogin,
 		PublicBaseURL: o.Config.PublicBaseURL},
 		Engine: g.engine, Accounts: o.Accounts, HS: o.Homeserver, Held: g.held, Store: o.Store, Box: o.Box,
-		Proxies: o.Config.TrustedProxies, Upstream: g.proxy, Codes: g, OAuth: g.oauth, Now: o.Now})
+		Proxies: o.Config.TrustedProxies, Upstream: g.proxy, Codes: g, OAuth: g.oauth, Policy: g.policy, Now: o.Now})
 	g.admin = admin.New(admin.Deps{Config: o.Config.Admin, Accounts: o.Accounts, HS: o.Homeserver, Store: o.Store,
 		MACKey: o.Box.MACKey("admin-csrf"), PublicBaseURL: o.Config.PublicBaseURL, Proxies: o.Config.TrustedProxies, Now: o.Now})
 	g.prov = provider.New(o.Config.Provider, o.Accounts)
@@ -316,6 +321,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	rec := &httpx.StatusRecorder{ResponseWriter: w}
 	if r.Method == http.MethodOptions && g.oauth.Enabled() && strings.HasPrefix(r.URL.Path, oauth.Prefix) {
 		oauth.Preflight(rec) // the gateway's own OAuth endpoints answer their CORS preflights
+		return
+	}
+	if g.policy.On() && g.policyBlocks(rec, r) {
 		return
 	}
 	h, r, routed, refused := g.route(r)

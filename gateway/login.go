@@ -219,6 +219,9 @@ func (g *Gateway) holdLogin(w http.ResponseWriter, r *http.Request, typ string, 
 	l := httpx.Logger(r).WithField("user_id", login.UserID)
 	enabled, err := g.acc.Enabled(r.Context(), string(login.UserID))
 	if err == nil && !enabled {
+		if g.loginBlocked(w, r, &login) {
+			return
+		}
 		httpx.CopyResponse(w, resp)
 		return
 	}

@@ -197,7 +197,7 @@ func (g *Gateway) requireEnabled(w http.ResponseWriter, r *http.Request, who hom
 }
 
 func (g *Gateway) handleDisable(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
-	if !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, flows.ForEndpoint(flows.DisableTOTP, true, g.Factors(r.Context(), string(who.UserID))...)) {
+	if g.disableRefused(w, r, who) || !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, flows.ForEndpoint(flows.DisableTOTP, true, g.Factors(r.Context(), string(who.UserID))...)) {
 		return
 	}
 	if err := g.acc.Disable(r.Context(), string(who.UserID)); err != nil {

@@ -54,6 +54,9 @@ var (
 	ErrOutOfScope = errors.New("httperr: user outside the admin's scope")
 	// ErrBadParam: a path or query parameter is malformed.
 	ErrBadParam = errors.New("httperr: malformed parameter")
+	// ErrPolicyRequired: disabling 2FA while the enforcement policy
+	// requires it of the user.
+	ErrPolicyRequired = errors.New("httperr: 2FA required by the enforcement policy")
 	// ErrBadSecret: the provider API's shared secret is missing or wrong.
 	ErrBadSecret = errors.New("httperr: missing or wrong shared secret")
 )
@@ -117,6 +120,8 @@ var table = []row{
 	{ErrOutOfScope, mautrix.MForbidden.WithMessage("That user is outside the users you administer"),
 		"That user is outside the users you administer."},
 	{ErrBadParam, mautrix.MInvalidParam.WithMessage("A parameter is malformed"), "Enter a full user ID like @alice:example.org."},
+	{ErrPolicyRequired, mautrix.MForbidden.WithMessage("This server requires two-factor authentication for your account: it cannot be turned off"),
+		"This server requires two-factor authentication for your account: it cannot be turned off."},
 	{ErrBadSecret, mautrix.MUnknownToken.WithMessage("Missing or wrong shared secret").WithStatus(http.StatusUnauthorized), ""},
 	{homeserver.ErrUnreachable, mautrix.MUnknown.WithMessage("The homeserver cannot be reached; try again shortly").WithStatus(http.StatusBadGateway),
 		"The homeserver cannot be reached. Please try again in a moment."},

@@ -11,6 +11,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/held"
+	"github.com/matrix-2fa/matrix-2fa/policy"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
@@ -60,6 +61,14 @@ type Codes interface {
 	RememberEmails(ctx context.Context, userID, token string)
 }
 
+// Policy is what the pages need of the enforcement policy (policy.Policy):
+// the sign-in page walks a user under it through enrolment, and the
+// self-service page refuses to disable 2FA while it applies.
+type Policy interface {
+	On() bool
+	Evaluate(ctx context.Context, userID string) (policy.State, error)
+}
+
 // Config is the pages' part of the configuration.
 type Config struct {
 	// SSOProviderID and SSOProviderName name the "Sign in with 2FA" provider.
@@ -90,7 +99,9 @@ type Deps struct {
 	Codes Codes
 	// OAuth is the OAuth server the authorization page works for (nil: no page).
 	OAuth OAuth
-	Now   func() time.Time
+	// Policy is the enforcement policy (nil: none).
+	Policy Policy
+	Now    func() time.Time
 }
 
 // Pages serves the HTML pages: the UIA fallback pages, "Sign in with 2FA"
@@ -108,6 +119,7 @@ type Pages struct {
 	upstream http.Handler
 	codes    Codes
 	oauth    OAuth
+	policy   Policy
 	now      func() time.Time
 }
 
@@ -116,8 +128,11 @@ func New(d Deps) *Pages {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Policy == nil || !d.Policy.On() {
+		d.Policy = nil
+	}
 	return &Pages{cfg: d.Config, engine: d.Engine, acc: d.Accounts, hs: d.HS, held: d.Held, store: d.Store, box: d.Box,
-		csrf: csrf{key: d.Box.MACKey("csrf")}, proxies: d.Proxies, upstream: d.Upstream, codes: d.Codes, oauth: d.OAuth, now: d.Now}
+		csrf: csrf{key: d.Box.MACKey("csrf")}, proxies: d.Proxies, upstream: d.Upstream, codes: d.Codes, oauth: d.OAuth, policy: d.Policy, now: d.Now}
 }
 
 // origin is where r comes from, as the gateway sees it.

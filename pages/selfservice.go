@@ -20,6 +20,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/policy"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 )
 
@@ -70,6 +71,9 @@ type selfSessionData struct {
 	// the secret box for this session, so its QR code can be shown again
 	// (after a mistyped code) until it is confirmed.
 	Enrol []byte `json:"enrol,omitempty"`
+	// Policy says the enforcement policy applied to the user at sign-in
+	// (asked with the sign-in's token, which the page does not keep).
+	Policy bool `json:"policy,omitempty"`
 }
 
 type selfSession struct {
@@ -157,10 +161,9 @@ func (p *Pages) loadSelfSession(r *http.Request) (*selfSession, error) {
 }
 
 // newSelfSession stores a new web session for userID and sets its cookie.
-func (p *Pages) newSelfSession(ctx context.Context, w http.ResponseWriter, r *http.Request, userID, stage string, ttl time.Duration) (*selfSession, error) {
+func (p *Pages) newSelfSession(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, d selfSessionData, ttl time.Duration) (*selfSession, error) {
 	cookie := httpx.RandomToken(32)
 	now := p.now()
-	d := selfSessionData{Stage: stage}
 	raw, _ := json.Marshal(d)
 	s := storage.UIASession{ID: selfStoreID(cookie), Kind: storage.KindWeb, UserID: userID, Method: selfSessionMethod, Path: selfSessionPath,
 		Data: raw, CreatedAt: now, ExpiresAt: now.Add(ttl)}
@@ -257,7 +260,21 @@ const (
 	msgBadPwOrCode  = "Wrong password or code."
 	msgNoCode       = "Enter a code."
 	msgNoCredential = "Enter your username and password."
+	msgPolicy       = "This server requires two-factor authentication for your account: it cannot be turned off."
 )
+
+// policyApplies asks the enforcement policy about userID (with token, when
+// at hand, for homeserver admins).
+func (p *Pages) policyApplies(ctx context.Context, userID, token string) (bool, error) {
+	if p.policy == nil {
+		return false, nil
+	}
+	if token != "" {
+		ctx = policy.WithAccessToken(ctx, token)
+	}
+	st, err := p.policy.Evaluate(ctx, userID)
+	return st.Applies, err
+}
 
 // handleSelfPost runs one of the page's forms, chosen by its action field.
 // SelfPost runs one action of the self-service page (sign-in, code, enrol,
@@ -386,6 +403,7 @@ func (p *Pages) selfSignIn(w http.ResponseWriter, r *http.Request) {
 		p.selfSignInRefused(w, r, v, err)
 		return
 	}
+	underPolicy, err := p.policyApplies(ctx, string(login.UserID), login.AccessToken)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	if err := p.hs.Logout(cctx, login.AccessToken); err != nil {
 		httpx.Logger(r).WithError(err).WithField("device_id", login.DeviceID).Error("self-service sign-in: could not log the check device out")
@@ -398,7 +416,10 @@ func (p *Pages) selfSignIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = httpx.WithLogger(r, httpx.Logger(r).WithField("user_id", userID))
-	enabled, err := p.acc.Enabled(ctx, userID)
+	enabled := false
+	if err == nil {
+		enabled, err = p.acc.Enabled(ctx, userID)
+	}
 	if err != nil {
 		p.selfInternal(w, r, nil, err)
 		return
@@ -408,7 +429,7 @@ func (p *Pages) selfSignIn(w http.ResponseWriter, r *http.Request) {
 		stage, ttl = stagePassword, selfPendingTTL
 	}
 	p.dropSelfCookieSession(r)
-	if _, err := p.newSelfSession(ctx, w, r, userID, stage, ttl); err != nil {
+	if _, err := p.newSelfSession(ctx, w, r, userID, selfSessionData{Stage: stage, Policy: underPolicy}, ttl); err != nil {
 		p.selfInternal(w, r, nil, err)
 		return
 	}
@@ -443,7 +464,7 @@ func (p *Pages) selfSecondFactor(w http.ResponseWriter, r *http.Request, s *self
 		p.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgEnded)
 		return
 	}
-	if _, err := p.newSelfSession(r.Context(), w, r, s.userID, stageFull, selfSessionTTL); err != nil {
+	if _, err := p.newSelfSession(r.Context(), w, r, s.userID, selfSessionData{Stage: stageFull, Policy: s.data.Policy}, selfSessionTTL); err != nil {
 		p.selfInternal(w, r, nil, err)
 		return
 	}
@@ -551,14 +572,20 @@ func enrolViewOf(se sealedEnrolment, png []byte, replacing bool) *enrolView {
 // sessionEnrolment returns the enrolment kept in the session, if it is still
 // the pending one.
 func (p *Pages) sessionEnrolment(ctx context.Context, s *selfSession) (*enrolView, bool) {
-	if len(s.data.Enrol) == 0 {
+	return p.openEnrolment(ctx, s.userID, selfEnrolOwner(s), s.data.Enrol)
+}
+
+// openEnrolment opens an enrolment sealed for owner and returns its view,
+// if it is still userID's pending one and unexpired.
+func (p *Pages) openEnrolment(ctx context.Context, userID, owner string, sealed []byte) (*enrolView, bool) {
+	if len(sealed) == 0 {
 		return nil, false
 	}
-	st, err := p.acc.Status(ctx, s.userID)
+	st, err := p.acc.Status(ctx, userID)
 	if err != nil || !st.Pending {
 		return nil, false
 	}
-	plain, err := p.box.Open(selfEnrolOwner(s), p.box.KeyID(), s.data.Enrol)
+	plain, err := p.box.Open(owner, p.box.KeyID(), sealed)
 	if err != nil {
 		return nil, false
 	}
@@ -612,9 +639,13 @@ func (p *Pages) selfConfirm(w http.ResponseWriter, r *http.Request, s *selfSessi
 }
 
 func (p *Pages) renderCodes(w http.ResponseWriter, r *http.Request, s *selfSession, codes []string, notice string) {
-	text := "matrix-2fa recovery codes for " + s.userID + "\nEach code works once.\n\n" + strings.Join(codes, "\n") + "\n"
-	href := template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(text)))
-	p.renderSelf(w, r, http.StatusOK, s, selfView{View: "codes", Codes: codes, CodesHref: href, Notice: notice}, "")
+	p.renderSelf(w, r, http.StatusOK, s, selfView{View: "codes", Codes: codes, CodesHref: codesHref(s.userID, codes), Notice: notice}, "")
+}
+
+// codesHref is a download link of userID's recovery codes.
+func codesHref(userID string, codes []string) template.URL {
+	text := "matrix-2fa recovery codes for " + userID + "\nEach code works once.\n\n" + strings.Join(codes, "\n") + "\n"
+	return template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(text)))
 }
 
 // selfEnabled answers on the status page, and returns false, unless the
@@ -657,6 +688,15 @@ func (p *Pages) selfDisable(w http.ResponseWriter, r *http.Request, s *selfSessi
 	ctx := r.Context()
 	show := func(status int, msg string) { p.renderStatus(w, r, status, s, "", msg) }
 	if !p.selfEnabled(w, r, s) {
+		return
+	}
+	if applies, err := p.policyApplies(ctx, s.userID, ""); err != nil || applies || s.data.Policy {
+		if err != nil {
+			p.selfInternal(w, r, s, err)
+			return
+		}
+		httpx.Logger(r).Info("self-service: disable refused, the enforcement policy applies")
+		show(http.StatusForbidden, msgPolicy)
 		return
 	}
 	password, code := r.PostForm.Get("password"), r.PostForm.Get("code")

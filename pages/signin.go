@@ -3,6 +3,7 @@ package pages
 import (
 	"encoding/json"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -76,6 +77,15 @@ type signinData struct {
 	// Email offers a code by e-mail (the user has an address and e-mail
 	// codes are on); EmailSent asks for that code.
 	Email, EmailSent bool
+	// The enforcement policy's enrolment step (signin_enrol.go): the QR
+	// code, the enrolment sealed for the pending login, whether 2FA is
+	// required now or in DaysLeft days; then the recovery codes.
+	Enrol     *enrolView
+	Sealed    string
+	Required  bool
+	DaysLeft  int
+	Codes     []string
+	CodesHref template.URL
 }
 
 // signin is one request to the sign-in page, as read so far.
@@ -121,9 +131,12 @@ func (p *Pages) SignIn(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet:
 		renderPage(w, http.StatusOK, q.first(), q.page)
 	case p.signInChecked(w, r, q):
-		if q.form.Get("step") == "code" {
+		switch step := q.form.Get("step"); {
+		case step == "code":
 			p.signInCode(w, r, q)
-		} else {
+		case enrolSteps[step]:
+			p.signInEnrolStep(w, r, q, step)
+		default:
 			p.signInCredentials(w, r, q)
 		}
 	}
@@ -157,7 +170,7 @@ func (p *Pages) readSignIn(w http.ResponseWriter, r *http.Request, form url.Valu
 // or code step may go on.
 func (p *Pages) signInChecked(w http.ResponseWriter, r *http.Request, q *signin) bool {
 	step := q.form.Get("step")
-	if q.fresh || (step != "code" && !p.csrf.check("signin\x00"+q.raw, q.cookie, q.form.Get("csrf"), p.now())) {
+	if q.fresh || (step != "code" && !enrolSteps[step] && !p.csrf.check("signin\x00"+q.raw, q.cookie, q.form.Get("csrf"), p.now())) {
 		q.page.Error = "This page has expired (or cookies are blocked). Please try again."
 		renderPage(w, http.StatusForbidden, q.first(), q.page)
 		return false
@@ -224,6 +237,9 @@ func (p *Pages) signInCredentials(w http.ResponseWriter, r *http.Request, q *sig
 	var enabled bool
 	if err == nil {
 		enabled, err = p.acc.Enabled(r.Context(), userID)
+	}
+	if err == nil && !enabled && p.enrolFirst(w, r, q, login, body) {
+		return // the policy's enrolment step answered
 	}
 	var s *uia.Session
 	if err == nil && enabled {
@@ -301,6 +317,9 @@ func (p *Pages) signInFailed(w http.ResponseWriter, r *http.Request, q *signin, 
 func (p *Pages) signInCode(w http.ResponseWriter, r *http.Request, q *signin) {
 	sid := q.form.Get("session")
 	s, err := p.engine.LoadKind(r.Context(), sid, storage.KindSignIn)
+	if err == nil && isEnrolSession(s) {
+		err = uia.ErrUnknownSession // its login is released by enrolling only
+	}
 	if err != nil || !p.csrf.check("signin-code\x00"+q.raw+"\x00"+sid, q.cookie, q.form.Get("csrf"), p.now()) {
 		if err != nil && !errors.Is(err, uia.ErrUnknownSession) {
 			httpx.Logger(r).WithError(err).Error("sign-in page: loading the pending login")

@@ -244,6 +244,7 @@ type Store interface {
 	SessionStore
 	EmailStore
 	OAuthStore
+	PolicyStore
 
 	// Close releases the store.
 	Close() error

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-2fa/matrix-2fa/internal/config"
+	"github.com/matrix-2fa/matrix-2fa/policy"
 )
 
 // auditShown is how many audit events admin status prints.
@@ -81,6 +83,10 @@ func (c *cli) adminStatus(ctx context.Context, args []string) int {
 		fmt.Fprintf(w, "recovery codes remaining:\t%d\n", st.Remaining)
 		fmt.Fprintf(w, "recovery codes generated_at:\t%s\n", formatTime(st.GeneratedAt))
 	}
+	if err := c.printPolicy(ctx, w, core, user, st.Enabled); err != nil {
+		fmt.Fprintf(c.stderr, "matrix-2fa admin status: %v\n", err)
+		return exitError
+	}
 	w.Flush()
 
 	if len(events) == 0 {
@@ -94,6 +100,43 @@ func (c *cli) adminStatus(ctx context.Context, args []string) int {
 	}
 	w.Flush()
 	return exitOK
+}
+
+// printPolicy prints what the enforcement policy says of user, without
+// starting its grace period.
+func (c *cli) printPolicy(ctx context.Context, w io.Writer, core *core, user string, enabled bool) error {
+	if !core.cfg.Policy.On() {
+		fmt.Fprintf(w, "policy:\tnot enforced (policy.enforce: none)\n")
+		return nil
+	}
+	st, err := policy.New(core.cfg.Policy, core.store, core.svc, nil, time.Now).Peek(ctx, user)
+	switch {
+	case err != nil:
+		return err
+	case st.AdminUnknown:
+		fmt.Fprintf(w, "policy:\tapplies if the homeserver says the user is an admin (asked at sign-in with their token)\n")
+	case !st.Applies:
+		fmt.Fprintf(w, "policy:\tdoes not apply (not selected, or exempt)\n")
+		return nil
+	default:
+		fmt.Fprintf(w, "policy:\tapplies (enforce: %s)\n", core.cfg.Policy.Enforce)
+	}
+	if st.GraceUntil.IsZero() {
+		fmt.Fprintf(w, "grace until:\tnot started (the user has not been seen under the policy; %s from then)\n", core.cfg.Policy.Grace)
+	} else {
+		fmt.Fprintf(w, "grace until:\t%s\n", formatTime(st.GraceUntil))
+	}
+	blocked := "no"
+	switch {
+	case st.Enforced:
+		blocked = "yes (no 2FA after the grace period: refused until enrolled)"
+	case !enabled && !st.GraceUntil.IsZero():
+		blocked = "no (within the grace period)"
+	case enabled:
+		blocked = "no (2FA is on)"
+	}
+	fmt.Fprintf(w, "blocked:\t%s\n", blocked)
+	return nil
 }
 
 func (c *cli) adminReset(ctx context.Context, args []string) int {

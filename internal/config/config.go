@@ -18,6 +18,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/admin"
 	"github.com/matrix-2fa/matrix-2fa/notify"
 	"github.com/matrix-2fa/matrix-2fa/oauth"
+	"github.com/matrix-2fa/matrix-2fa/policy"
 	"github.com/matrix-2fa/matrix-2fa/provider"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 )
@@ -71,6 +72,8 @@ type Config struct {
 	Provider provider.Config `yaml:"provider"`
 	// OAuth is the Matrix OAuth 2.0 API (off by default; needs public_base_url).
 	OAuth oauth.Config `yaml:"oauth"`
+	// Policy is the enforcement policy: whom 2FA is required of (none by default).
+	Policy policy.Config `yaml:"policy"`
 }
 
 // Server configures the listener's limits.
@@ -144,6 +147,7 @@ func Default() Config {
 		SQLiteSynchronous: "NORMAL",
 		TwoFactor:         account.DefaultConfig(),
 		OAuth:             oauth.Config{CodeTTL: time.Minute, SignInTTL: 5 * time.Minute},
+		Policy:            policy.Config{Enforce: policy.ModeNone, Grace: policy.DefaultGrace},
 		Login: Login{
 			SessionTTL: 5 * time.Minute, TokenTTL: 2 * time.Minute,
 			SSOProviderID: "matrix-2fa", SSOProviderName: "two-factor sign-in",
@@ -185,6 +189,11 @@ func Load(path string) (Config, error) {
 	}
 	if len(c.Admin.Scoped) == 0 {
 		c.Admin.Scoped = nil
+	}
+	for _, l := range []*[]string{&c.Policy.Users, &c.Policy.Patterns, &c.Policy.Exempt} {
+		if len(*l) == 0 {
+			*l = nil
+		}
 	}
 	return c, nil
 }
@@ -300,6 +309,10 @@ func (c Config) Validate() []error {
 	errs = append(errs, c.Admin.Validate()...)
 	errs = append(errs, c.Provider.Validate()...)
 	errs = append(errs, c.OAuth.Validate(c.PublicBaseURL)...)
+	errs = append(errs, c.Policy.Validate()...)
+	if c.Policy.On() && c.PublicBaseURL == "" {
+		errs = append(errs, errors.New("policy: enforce needs public_base_url (the enrolment page named in the refusals)"))
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "trace", "debug", "info", "warn", "warning", "error":
 	default:

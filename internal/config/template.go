@@ -210,6 +210,29 @@ oauth:
   code_ttl: {{.OAuth.CodeTTL}}        # lifetime of an authorization code
   sign_in_ttl: {{.OAuth.SignInTTL}}     # how long the page waits for the code
 
+# The enforcement policy: whom two-factor authentication is required of.
+# After the grace period, a user under it without 2FA is refused (403
+# M_FORBIDDEN naming <public_base_url>/_matrix2fa/) on /login and on every
+# request with an older token, except what enrolling needs; the sign-in page
+# walks them through enrolment instead; disabling 2FA is refused while the
+# policy applies (an admin reset still works). Check who is affected before
+# turning it on: matrix-2fa admin status USER.
+policy:
+  # none (the default: nobody is required), all (everyone but the exempt),
+  # or selected (users, patterns and homeserver_admins below).
+  enforce: {{q .Policy.Enforce}}
+  users: {{q .Policy.Users}}         # user IDs, e.g. ["@alice:example.org"]
+  patterns: {{q .Policy.Patterns}}      # * matches anything, e.g. ["@ops-*:example.org"]
+  # The homeserver's admins (Synapse's and Dendrite's admin APIs, asked with
+  # the user's own token; where the homeserver cannot tell, list them in users).
+  homeserver_admins: {{.Policy.HomeserverAdmins}}
+  # Never under the policy (bots, service accounts): IDs or patterns; they
+  # win over every selection.
+  exempt: {{q .Policy.Exempt}}
+  # How long a user may go on without 2FA, from the first time the gateway
+  # sees them under the policy (default a week; 0: at once).
+  grace: {{.Policy.Grace}}
+
 log:
   level: {{q .Log.Level}}    # trace, debug, info, warn, error
   format: {{q .Log.Format}}   # text or json

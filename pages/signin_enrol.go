@@ -1,0 +1,184 @@
+package pages
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/matrix-2fa/matrix-2fa/account"
+	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/policy"
+	"github.com/matrix-2fa/matrix-2fa/storage"
+	"github.com/matrix-2fa/matrix-2fa/uia"
+)
+
+// The enforcement policy on the sign-in page: after a right password, a user
+// under the policy without 2FA is shown enrolment (QR code, then a code from
+// it, then the recovery codes, once) before the login token is issued.
+// Within the grace period the page says how many days are left and offers
+// "Not now"; after it, enrolling is the only way on. The homeserver's login
+// is held meanwhile in a KindSignIn session whose one flow is stageEnrol:
+// the code step never releases it (isEnrolSession), only "continue" once the
+// user has 2FA, or "skip" while the policy, asked again with the held
+// login's own token, does not block the user. The enrolment's secret rides
+// in the form sealed for the session (as the self-service page keeps it in
+// its web session), so a mistyped code shows the same QR code again.
+
+// stageEnrol marks a held sign-in waiting for enrolment.
+const stageEnrol = "m.matrix2fa.enrol"
+
+// enrolSteps are the form steps of the enrolment (CSRF bound to the session).
+var enrolSteps = map[string]bool{"enrol": true, "skip": true, "continue": true}
+
+func isEnrolSession(s *uia.Session) bool {
+	return len(s.Flows) == 1 && slices.Equal(s.Flows[0], []string{stageEnrol})
+}
+
+func signInEnrolOwner(sid string) string { return "signin-enrol:" + sid }
+
+// enrolFirst asks the policy about a user without 2FA who just gave the
+// right password; under it, the login is held and enrolment shown (true:
+// answered). Outside it, false: the login token is issued as before.
+func (p *Pages) enrolFirst(w http.ResponseWriter, r *http.Request, q *signin, login *mautrix.RespLogin, body []byte) bool {
+	if p.policy == nil {
+		return false
+	}
+	userID := string(login.UserID)
+	st, err := p.policy.Evaluate(policy.WithAccessToken(r.Context(), login.AccessToken), userID)
+	if err == nil && !st.Applies {
+		return false
+	}
+	var s *uia.Session
+	if err == nil {
+		s, err = p.held.Hold(r.Context(), storage.KindSignIn, userID, [][]string{{stageEnrol}}, "", body, p.origin(r))
+	}
+	if err == nil {
+		err = p.startSignInEnrol(r.Context(), q, s, st)
+	}
+	if err != nil {
+		p.signInFailed(w, r, q, login.AccessToken, err)
+		return true
+	}
+	httpx.Logger(r).WithField("user_id", userID).WithField("required", st.Enforced).Info("sign-in page: enrolment under the policy")
+	renderPage(w, http.StatusOK, "signin_enrol.html", q.page)
+	return true
+}
+
+// startSignInEnrol starts an enrolment for held sign-in s and puts it on the page.
+func (p *Pages) startSignInEnrol(ctx context.Context, q *signin, s *uia.Session, st policy.State) error {
+	en, err := p.acc.Enrol(ctx, s.UserID)
+	if err != nil {
+		return err
+	}
+	se := sealedEnrolment{Secret: en.Secret, URI: en.URI, Params: en.Params, ExpiresAt: en.ExpiresAt}
+	plain, _ := json.Marshal(se)
+	sealed, err := p.box.Seal(signInEnrolOwner(s.ID), plain)
+	clear(plain)
+	if err != nil {
+		return err
+	}
+	p.enrolStep(q, s, st)
+	q.d.Enrol, q.d.Sealed = enrolViewOf(se, en.QRPNG, false), base64.RawURLEncoding.EncodeToString(sealed)
+	return nil
+}
+
+// enrolStep puts held sign-in s and the policy's state on the page.
+func (p *Pages) enrolStep(q *signin, s *uia.Session, st policy.State) {
+	q.d.Session, q.d.UserID = s.ID, s.UserID
+	q.d.Required, q.d.DaysLeft = st.Enforced, st.DaysLeft(p.now())
+	q.page.CSRF = p.csrf.token("signin-enrol\x00"+q.raw+"\x00"+s.ID, q.cookie, p.now())
+}
+
+// signInEnrolStep runs a step of the enrolment: "enrol" confirms the code,
+// "continue" releases the login once 2FA is on, "skip" releases it while the
+// policy does not block the user.
+func (p *Pages) signInEnrolStep(w http.ResponseWriter, r *http.Request, q *signin, step string) {
+	sid := q.form.Get("session")
+	s, err := p.engine.LoadKind(r.Context(), sid, storage.KindSignIn)
+	if err == nil && !isEnrolSession(s) {
+		err = uia.ErrUnknownSession
+	}
+	if err != nil || !p.csrf.check("signin-enrol\x00"+q.raw+"\x00"+sid, q.cookie, q.form.Get("csrf"), p.now()) {
+		if err != nil && !errors.Is(err, uia.ErrUnknownSession) {
+			httpx.Logger(r).WithError(err).Error("sign-in page: loading the pending login")
+		}
+		q.page.Error = "Your sign-in has expired. Please sign in again."
+		renderPage(w, http.StatusForbidden, "signin.html", q.page)
+		return
+	}
+	r = httpx.WithLogger(r, httpx.Logger(r).WithField("user_id", s.UserID))
+	switch step {
+	case "enrol":
+		p.signInConfirm(w, r, q, s)
+	case "continue":
+		p.signInRelease(w, r, q, s, true)
+	default:
+		p.signInRelease(w, r, q, s, false)
+	}
+}
+
+// signInConfirm confirms the enrolment with the form's code and shows the
+// recovery codes, once; a wrong code shows the same QR code again.
+func (p *Pages) signInConfirm(w http.ResponseWriter, r *http.Request, q *signin, s *uia.Session) {
+	ctx := r.Context()
+	sealed, _ := base64.RawURLEncoding.DecodeString(q.form.Get("enrolment"))
+	ev, ok := p.openEnrolment(ctx, s.UserID, signInEnrolOwner(s.ID), sealed)
+	codes, err := p.acc.Confirm(ctx, s.UserID, strings.ReplaceAll(q.form.Get("code"), " ", ""))
+	if err == nil {
+		httpx.Logger(r).Info("sign-in page: two-factor authentication enabled under the policy")
+		q.d.Session, q.d.UserID, q.d.Codes, q.d.CodesHref = s.ID, s.UserID, codes, codesHref(s.UserID, codes)
+		q.page.CSRF = p.csrf.token("signin-enrol\x00"+q.raw+"\x00"+s.ID, q.cookie, p.now())
+		renderPage(w, http.StatusOK, "signin_codes.html", q.page)
+		return
+	}
+	_, locked := account.IsLocked(err)
+	if !ok || locked || (!errors.Is(err, account.ErrInvalidCode) && !errors.Is(err, account.ErrMissingCode)) {
+		p.held.Drop(ctx, s, httpx.Logger(r)) // expired, locked out or broken: the login ends
+		q.d.Session = ""
+		p.signInRefused(w, r, q, "signin.html", err)
+		return
+	}
+	st, _ := p.policy.Evaluate(ctx, s.UserID)
+	p.enrolStep(q, s, st)
+	q.d.Enrol, q.d.Sealed = ev, q.form.Get("enrolment")
+	p.signInRefused(w, r, q, "signin_enrol.html", err)
+}
+
+// signInRelease issues the login token for held sign-in s: with enrolled,
+// once the user has 2FA; else ("Not now") once the policy, asked with the
+// held login's own token, does not block the user.
+func (p *Pages) signInRelease(w http.ResponseWriter, r *http.Request, q *signin, s *uia.Session, enrolled bool) {
+	ctx := r.Context()
+	on, err := p.acc.Enabled(ctx, s.UserID)
+	if err == nil && enrolled && !on {
+		err = errors.New("pages: continue without 2FA on")
+	}
+	var body []byte
+	if err == nil {
+		body, err = p.held.Release(ctx, s)
+	}
+	var login mautrix.RespLogin
+	if err == nil && !on {
+		var st policy.State
+		json.Unmarshal(body, &login)
+		if st, err = p.policy.Evaluate(policy.WithAccessToken(ctx, login.AccessToken), s.UserID); err == nil && st.Enforced {
+			httpx.Logger(r).Warn("sign-in page: \"not now\" refused, the grace period is over")
+			p.hs.Logout(context.WithoutCancel(ctx), login.AccessToken)
+			q.page.Error = "Two-factor authentication is required for this account now. Please sign in again and set it up."
+			renderPage(w, http.StatusForbidden, "signin.html", q.page)
+			return
+		}
+	}
+	if err != nil {
+		p.signInFailed(w, r, q, login.AccessToken, err)
+		return
+	}
+	httpx.Logger(r).WithField("enrolled", on).Info("sign-in page: signed in under the policy")
+	p.issueLoginToken(w, r, s.UserID, body, q)
+}
