@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"path"
 	"regexp"
@@ -25,15 +26,21 @@ import (
 // (and /login itself, checked there). The gateway's own pages take no
 // access token. With the policy off none of this runs.
 
-// enrolAllowed matches (cleaned) client API paths a blocked user may still use.
-var enrolAllowed = regexp.MustCompile(`^/_matrix/client/(?:[^/]+|[^/]+/[^/]+)/(account/two-factor(/.*)?|account/whoami|logout(/all)?|login)$`)
+// enrolAllowed matches the client API paths a blocked user may still use,
+// spelt exactly (see policyGuards).
+var enrolAllowed = regexp.MustCompile(`^/_matrix/client/(?:v\d+|r0|api/v1|unstable(?:/[^/%]+)?)/(account/two-factor(/[^%]*)?|account/whoami|logout(/all)?|login)$`)
 
-// policyGuards reports whether the policy checks requests to p.
+// policyGuards reports whether the policy checks a request to the raw
+// (escaped) path p. Only the exact spelling of an allowed path is let
+// through: a dot segment, an escape, a double slash or another letter case
+// could be read by the homeserver (or a proxy) as another endpoint (Synapse's
+// state_key takes "../../account/whoami"), so such a spelling is checked.
 func policyGuards(p string) bool {
-	if !strings.HasPrefix(p, "/_matrix/") && !strings.HasPrefix(p, "/_synapse/") && !strings.HasPrefix(p, "/_dendrite/") {
-		return false
+	plain := p == "/" || strings.HasPrefix(p, "/") && !strings.Contains(p, "%") && path.Clean(p) == strings.TrimSuffix(p, "/")
+	if l := strings.ToLower(p); !strings.HasPrefix(l, "/_matrix/") && !strings.HasPrefix(l, "/_synapse/") && !strings.HasPrefix(l, "/_dendrite/") {
+		return !plain
 	}
-	return !enrolAllowed.MatchString(path.Clean(p))
+	return !plain || !enrolAllowed.MatchString(p)
 }
 
 // enrolURL is the self-service page, where a blocked user enrols.
@@ -57,7 +64,7 @@ func (g *Gateway) policyError(r *http.Request) error {
 // policy blocks (true: answered). Unknown tokens go on (the homeserver
 // refuses them itself), as do application services' (they have no device).
 func (g *Gateway) policyBlocks(w http.ResponseWriter, r *http.Request) bool {
-	if !policyGuards(r.URL.Path) {
+	if !policyGuards(r.URL.EscapedPath()) {
 		return false
 	}
 	tok, err := httpx.RequestToken(r)
@@ -65,10 +72,14 @@ func (g *Gateway) policyBlocks(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	who, err := g.hs.WhoAmI(r.Context(), tok)
-	if err != nil || who.DeviceID == "" {
-		return false
+	var re mautrix.RespError
+	if errors.As(err, &re) && (re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden) || err == nil && who.DeviceID == "" {
+		return false // a token the homeserver refuses itself, or an application service's
 	}
-	st, err := g.policy.Evaluate(policy.WithAccessToken(r.Context(), tok), string(who.UserID))
+	var st policy.State
+	if err == nil {
+		st, err = g.policy.Evaluate(policy.WithAccessToken(r.Context(), tok), string(who.UserID))
+	}
 	if err == nil && !st.Enforced {
 		return false
 	}

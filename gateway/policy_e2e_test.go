@@ -75,6 +75,23 @@ func TestPolicyAllGraceThenEnrolOnSignInPage(t *testing.T) {
 	}
 	expect(t, e.gw("GET", polWhoami, alice.AccessToken, nil), 200, "")
 	expect(t, e.gw("GET", "/_matrix/client/v3/account/two-factor", alice.AccessToken, nil), 200, "")
+	// Only the exact spelling of what enrolling needs is let through: a
+	// spelling a homeserver or proxy could read as another endpoint is checked.
+	for _, p := range []string{
+		"/_matrix/client/v3/sync/../account/whoami",
+		"/_matrix/client/v3/rooms/!r:localhost/state/m.room.name/../../../../account/whoami",
+		"/_matrix/client/v3/sync/..%2Flogout",
+		"/_matrix/client/v3//account/whoami",
+		"/_matrix/client/v3/account/whoami/",
+		"/_matrix/client/V3/account/whoami",
+		"/_matrix/client/v3/account/who%61mi",
+		"//_matrix/client/v3/sync",
+		"/_MATRIX/client/v3/sync",
+	} {
+		if r := e.gw("GET", p, alice.AccessToken, nil); r.Status != 403 || r.str("errcode") != "M_FORBIDDEN" {
+			t.Errorf("GET %s with a blocked user's token: %d %s, want 403 M_FORBIDDEN", p, r.Status, r.Raw)
+		}
+	}
 	expect(t, e.gw("GET", polSync, bot.AccessToken, nil), 200, "")
 	login := e.gw("POST", pgLogin, "", map[string]any{"type": "m.login.password",
 		"identifier": map[string]any{"type": "m.id.user", "user": alice.UserID}, "password": alice.Password})
