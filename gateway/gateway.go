@@ -119,6 +119,7 @@ type Accounts interface {
 	VerifyEmail(ctx context.Context, userID, code string) error
 	RememberEmails(ctx context.Context, userID string, addresses []string) error
 	Emails(ctx context.Context, userID string) ([]string, error)
+	ForgetBrowsers(ctx context.Context, userID, reason string) error
 }
 
 // Options are the gateway's dependencies.
