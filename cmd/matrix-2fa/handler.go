@@ -61,6 +61,8 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 			Admin:                  cfg.Admin,
 			Provider:               cfg.Provider,
 			OAuth:                  cfg.OAuth,
+			RememberTTL:            cfg.RememberBrowser.TTL,
+			MaxBotTokens:           cfg.BotTokens.MaxPerUser,
 		},
 		Homeserver: hs,
 		Accounts:   core.svc,
