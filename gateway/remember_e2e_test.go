@@ -3,8 +3,11 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"html"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -278,4 +281,28 @@ func TestBotToken(t *testing.T) {
 	if want := []string{"bot_token_revoked: backup (" + device + ")", "bot_token_created: backup (" + device + ")"}; strings.Join(kinds, "|") != strings.Join(want, "|") {
 		t.Fatalf("audit events %q, want %q", kinds, want)
 	}
+}
+
+func TestBrowserRememberBrowser(t *testing.T) {
+	var signIn string
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if r.URL.Path == "/start" {
+			fmt.Fprintf(w, `<!doctype html><meta charset="utf-8"><title>Client</title><a id="signin" href="%s">Sign in</a>`, html.EscapeString(signIn))
+			return
+		}
+		io.WriteString(w, `<!doctype html><meta charset="utf-8"><title>Client</title><p>Back in the client</p>`)
+	}))
+	t.Cleanup(cb.Close)
+	e := newEnv(t, func(g *gatewayConfig, _ *accountConfig) {
+		g.RedirectAllowlist = []string{cb.URL + "/cb"}
+		g.RememberTTL = 720 * time.Hour
+	})
+	signIn = e.srv.URL + ssoPage(cb.URL+"/cb")
+	u := e.enrol("rememberbrowser")
+	runBrowser(t, "remember.mjs", e.browserVars(u, map[string]string{
+		"START_URL":    strings.Replace(cb.URL, "127.0.0.1", "localhost", 1) + "/start",
+		"CALLBACK_URL": cb.URL + "/cb",
+		"CODE":         e.peekCode(u, 0),
+	}))
 }
