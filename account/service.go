@@ -290,6 +290,10 @@ func (s *Service) Confirm(ctx context.Context, userID, code string) ([]string, e
 		return nil, err
 	}
 	s.audit(ctx, userID, storage.AuditConfirm, "")
+	if err := s.ForgetBrowsers(ctx, userID, "new authenticator"); err != nil {
+		// The authenticator is on: only the remembered browsers are left.
+		s.log.WithError(err).WithField("user_id", userID).Error("forgetting remembered browsers")
+	}
 	return codes, nil
 }
 
@@ -420,7 +424,27 @@ func (s *Service) Disable(ctx context.Context, userID string) error {
 		return err
 	}
 	s.audit(ctx, userID, storage.AuditDisable, "")
+	return s.ForgetBrowsers(ctx, userID, "2FA disabled")
+}
+
+// ForgetBrowsers revokes every browser userID chose to have remembered (2FA
+// turned off, reset or set up anew, the password changed); reason is logged.
+// It returns the store's error.
+func (s *Service) ForgetBrowsers(ctx context.Context, userID, reason string) error {
+	n, err := s.store.DeleteBrowsers(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.log.WithField("user_id", userID).WithField("count", n).WithField("reason", reason).Info("remembered browsers revoked")
+	}
 	return nil
+}
+
+// Record appends an audit event of kind for userID (events the service does
+// not make itself, such as bot tokens made on the account page).
+func (s *Service) Record(ctx context.Context, userID, kind, detail string) {
+	s.audit(ctx, userID, kind, detail)
 }
 
 // AdminReset is an operator's reset: it deletes the user's secret, pending
@@ -435,7 +459,7 @@ func (s *Service) AdminReset(ctx context.Context, userID, operator string) (bool
 		return existed, err
 	}
 	s.audit(ctx, userID, storage.AuditAdminReset, "by "+operator)
-	return existed, nil
+	return existed, s.ForgetBrowsers(ctx, userID, "admin reset")
 }
 
 // Unlock is an operator's lifting of a lockout: it forgets the user's failed

@@ -38,6 +38,9 @@ type guardedEndpoint struct {
 	// NoToken: a request without an access token is still forwarded (a
 	// password reset proven by a third-party ID); no password stage then.
 	NoToken bool
+	// ChangesPassword: success revokes the owner's remembered browsers (a
+	// reset without a token names no owner: see spec/protocol.md).
+	ChangesPassword bool
 }
 
 // guardedEndpoints are every homeserver endpoint that takes UIA or changes
@@ -49,7 +52,7 @@ var guardedEndpoints = []guardedEndpoint{
 		Body: canonical.Schema{"devices": canonical.KindStrings}},
 	{Method: http.MethodDelete, Path: "/devices/{deviceId}", Prefixes: guardPrefixes,
 		Body: canonical.Schema{}},
-	{Method: http.MethodPost, Path: "/account/password", Prefixes: guardPrefixes, NoToken: true,
+	{Method: http.MethodPost, Path: "/account/password", Prefixes: guardPrefixes, NoToken: true, ChangesPassword: true,
 		Body: canonical.Schema{"new_password": canonical.KindString, "logout_devices": canonical.KindBool}},
 	{Method: http.MethodPost, Path: "/account/deactivate", Prefixes: guardPrefixes,
 		Body: canonical.Schema{"erase": canonical.KindBool, "id_server": canonical.KindString}},

@@ -94,6 +94,12 @@ type Config struct {
 	OAuth oauth.Config
 	// Policy is the enforcement policy (off by default).
 	Policy policy.Config
+	// RememberTTL is how long "remember this browser" skips the code on the
+	// sign-in page (0: not offered).
+	RememberTTL time.Duration
+	// MaxBotTokens is how many tokens for bots and scripts a user may make
+	// on the account page (0: not offered).
+	MaxBotTokens int
 }
 
 // Homeserver is what the gateway needs of the homeserver client
@@ -122,6 +128,7 @@ type Accounts interface {
 	VerifyEmail(ctx context.Context, userID, code string) error
 	RememberEmails(ctx context.Context, userID string, addresses []string) error
 	Emails(ctx context.Context, userID string) ([]string, error)
+	ForgetBrowsers(ctx context.Context, userID, reason string) error
 }
 
 // Options are the gateway's dependencies.
@@ -218,9 +225,9 @@ func New(o Options) *Gateway {
 	g.policy = policy.New(o.Config.Policy, o.Store, o.Accounts, admin.HomeserverChecker{HS: o.Homeserver}, o.Now)
 	g.pages = pages.New(pages.Deps{Config: pages.Config{SSOProviderID: o.Config.SSOProviderID, SSOProviderName: o.Config.SSOProviderName,
 		RedirectAllowlist: o.Config.RedirectAllowlist, FallbackCompletesLogin: o.Config.FallbackCompletesLogin,
-		PublicBaseURL: o.Config.PublicBaseURL},
+		PublicBaseURL: o.Config.PublicBaseURL, RememberTTL: o.Config.RememberTTL, MaxBotTokens: o.Config.MaxBotTokens},
 		Engine: g.engine, Accounts: o.Accounts, HS: o.Homeserver, Held: g.held, Store: o.Store, Box: o.Box,
-		Proxies: o.Config.TrustedProxies, Upstream: g.proxy, Codes: g, OAuth: g.oauth, Policy: g.policy, Now: o.Now})
+		Proxies: o.Config.TrustedProxies, Upstream: g.proxy, Codes: g, OAuth: g.oauth, Policy: g.policy, Remember: o.Store, Now: o.Now})
 	g.admin = admin.New(admin.Deps{Config: o.Config.Admin, Accounts: o.Accounts, HS: o.Homeserver, Store: o.Store,
 		MACKey: o.Box.MACKey("admin-csrf"), PublicBaseURL: o.Config.PublicBaseURL, Proxies: o.Config.TrustedProxies, Now: o.Now})
 	g.prov = provider.New(o.Config.Provider, o.Accounts)

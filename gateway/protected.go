@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -181,8 +182,15 @@ func (g *Gateway) forwardAs(w http.ResponseWriter, r *http.Request, q *guardedRe
 
 // forward sends the rebuilt request upstream: canonical path, no query, the
 // checked token as the only credential.
+// A password changed this way revokes the owner's remembered browsers.
 func (g *Gateway) forward(r *http.Request, q *guardedRequest, auth json.RawMessage) (*homeserver.Response, error) {
-	return g.hs.Do(r.Context(), r.Method, r.URL.EscapedPath(), g.hs.CheckedHeader(r, q.token), q.upstream(auth))
+	resp, err := g.hs.Do(r.Context(), r.Method, r.URL.EscapedPath(), g.hs.CheckedHeader(r, q.token), q.upstream(auth))
+	if err == nil && resp.Status >= 200 && resp.Status < 300 && q.ep.ChangesPassword && q.owner != "" {
+		if ferr := g.acc.ForgetBrowsers(context.WithoutCancel(r.Context()), q.owner, "password changed"); ferr != nil {
+			httpx.Logger(r).WithError(ferr).Error("password changed: could not revoke the remembered browsers")
+		}
+	}
+	return resp, err
 }
 
 // ownUIA guards an endpoint the homeserver may perform without UIA: the

@@ -29,6 +29,8 @@ type Accounts interface {
 	Confirm(ctx context.Context, userID, code string) ([]string, error)
 	Regenerate(ctx context.Context, userID string) ([]string, error)
 	Disable(ctx context.Context, userID string) error
+	// Record appends an audit event (bot tokens made and revoked).
+	Record(ctx context.Context, userID, kind, detail string)
 }
 
 // Homeserver is what the pages need of the homeserver.
@@ -80,6 +82,12 @@ type Config struct {
 	// PublicBaseURL is the URL clients reach the gateway at ("" when not
 	// configured); an https one makes every cookie Secure.
 	PublicBaseURL string
+	// RememberTTL is how long "remember this browser" skips the code on the
+	// sign-in page (0: not offered).
+	RememberTTL time.Duration
+	// MaxBotTokens is how many tokens for bots and scripts a user may hold
+	// (0: not offered).
+	MaxBotTokens int
 }
 
 // Deps are the pages' dependencies.
@@ -101,7 +109,22 @@ type Deps struct {
 	OAuth OAuth
 	// Policy is the enforcement policy (nil: none).
 	Policy Policy
-	Now    func() time.Time
+	// Remember keeps remembered browsers and bot tokens.
+	Remember Remembered
+	Now      func() time.Time
+}
+
+// Remembered is what the pages need of the store for remembered browsers and
+// bot tokens (storage.RememberStore).
+type Remembered interface {
+	PutBrowser(ctx context.Context, b storage.RememberedBrowser) error
+	Browser(ctx context.Context, userID string, hash []byte, now time.Time) (storage.RememberedBrowser, error)
+	Browsers(ctx context.Context, userID string, now time.Time) ([]storage.RememberedBrowser, error)
+	DeleteBrowser(ctx context.Context, userID string, hash []byte) (bool, error)
+	DeleteBrowsers(ctx context.Context, userID string) (int, error)
+	PutBotToken(ctx context.Context, t storage.BotToken) error
+	BotTokens(ctx context.Context, userID string) ([]storage.BotToken, error)
+	TakeBotToken(ctx context.Context, userID, id string) (storage.BotToken, error)
 }
 
 // Pages serves the HTML pages: the UIA fallback pages, "Sign in with 2FA"
@@ -120,6 +143,7 @@ type Pages struct {
 	codes    Codes
 	oauth    OAuth
 	policy   Policy
+	remember Remembered
 	now      func() time.Time
 }
 
@@ -132,7 +156,8 @@ func New(d Deps) *Pages {
 		d.Policy = nil
 	}
 	return &Pages{cfg: d.Config, engine: d.Engine, acc: d.Accounts, hs: d.HS, held: d.Held, store: d.Store, box: d.Box,
-		csrf: csrf{key: d.Box.MACKey("csrf")}, proxies: d.Proxies, upstream: d.Upstream, codes: d.Codes, oauth: d.OAuth, policy: d.Policy, now: d.Now}
+		csrf: csrf{key: d.Box.MACKey("csrf")}, proxies: d.Proxies, upstream: d.Upstream, codes: d.Codes, oauth: d.OAuth, policy: d.Policy,
+		remember: d.Remember, now: d.Now}
 }
 
 // origin is where r comes from, as the gateway sees it.

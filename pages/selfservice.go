@@ -97,6 +97,7 @@ type selfView struct {
 	CodesHref template.URL
 	Retry     string
 	Back      bool
+	Lists     *listsView
 }
 
 type enrolView struct {
@@ -208,8 +209,14 @@ func (p *Pages) renderSelf(w http.ResponseWriter, r *http.Request, status int, s
 	renderPage(w, status, "selfservice.html", PageData{Title: "Two-factor authentication", CSRF: csrf, Error: errText, Data: v})
 }
 
-// statusView renders the signed-in status page.
+// renderStatus renders the signed-in status page.
 func (p *Pages) renderStatus(w http.ResponseWriter, r *http.Request, status int, s *selfSession, notice, errText string) {
+	p.renderStatusWith(w, r, status, s, notice, errText, nil)
+}
+
+// renderStatusWith renders the status page with the user's remembered
+// browsers and bot tokens, and newToken (a bot token made just now) once.
+func (p *Pages) renderStatusWith(w http.ResponseWriter, r *http.Request, status int, s *selfSession, notice, errText string, newToken *newTokenView) {
 	st, err := p.acc.Status(r.Context(), s.userID)
 	if err != nil {
 		p.selfInternal(w, r, s, err)
@@ -217,6 +224,11 @@ func (p *Pages) renderStatus(w http.ResponseWriter, r *http.Request, status int,
 	}
 	v := selfView{View: "status", Status: st, Notice: notice}
 	v.Resumable = st.Pending && len(s.data.Enrol) > 0
+	if v.Lists, err = p.lists(r.Context(), s.userID); err != nil {
+		p.selfInternal(w, r, s, err)
+		return
+	}
+	v.Lists.NewToken = newToken
 	p.renderSelf(w, r, status, s, v, errText)
 }
 
@@ -365,6 +377,12 @@ func (p *Pages) selfAction(w http.ResponseWriter, r *http.Request, s *selfSessio
 		p.selfRegenerate(w, r, s)
 	case "disable":
 		p.selfDisable(w, r, s)
+	case "forget-browser", "forget-browsers":
+		p.selfForgetBrowsers(w, r, s, action == "forget-browsers")
+	case "bot-create":
+		p.selfBotCreate(w, r, s)
+	case "bot-revoke":
+		p.selfBotRevoke(w, r, s)
 	default:
 		p.renderStatus(w, r, http.StatusBadRequest, s, "", "Unknown action.")
 	}

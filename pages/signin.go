@@ -86,6 +86,9 @@ type signinData struct {
 	DaysLeft  int
 	Codes     []string
 	CodesHref template.URL
+	// Remember offers "remember this browser" for RememberDays.
+	Remember     bool
+	RememberDays int
 }
 
 // signin is one request to the sign-in page, as read so far.
@@ -159,7 +162,8 @@ func (p *Pages) readSignIn(w http.ResponseWriter, r *http.Request, form url.Valu
 	q := &signin{form: form, raw: raw, target: target, allowed: p.redirectAllowed(raw)}
 	q.cookie, q.fresh = p.signinCookie(w, r)
 	q.d = &signinData{Provider: p.cfg.SSOProviderName, Host: target.Host, RedirectURL: raw,
-		Action: r.URL.RequestURI(), Digits: p.acc.Params().Digits}
+		Action: r.URL.RequestURI(), Digits: p.acc.Params().Digits,
+		Remember: p.cfg.RememberTTL > 0 && p.remember != nil, RememberDays: p.rememberDays()}
 	q.page = PageData{Title: p.cfg.SSOProviderName, Data: q.d, CSRF: p.csrf.token("signin\x00"+raw, q.cookie, p.now())}
 	return q, w, nil
 }
@@ -242,7 +246,8 @@ func (p *Pages) signInCredentials(w http.ResponseWriter, r *http.Request, q *sig
 		return // the policy's enrolment step answered
 	}
 	var s *uia.Session
-	if err == nil && enabled {
+	remembered := err == nil && enabled && p.remembered(r, userID)
+	if err == nil && enabled && !remembered {
 		p.codes.RememberEmails(r.Context(), userID, login.AccessToken)
 		s, err = p.held.Hold(r.Context(), storage.KindSignIn, userID, flows.SecondFactorFlows(p.codes.Factors(r.Context(), userID)...), "", body, p.origin(r))
 	}
@@ -251,6 +256,9 @@ func (p *Pages) signInCredentials(w http.ResponseWriter, r *http.Request, q *sig
 		p.signInFailed(w, r, q, login.AccessToken, err)
 	case !enabled:
 		httpx.Logger(r).WithField("user_id", userID).Info("sign-in page: signed in (no 2FA)")
+		p.issueLoginToken(w, r, userID, body, q)
+	case remembered:
+		httpx.Logger(r).WithField("user_id", userID).Info("sign-in page: signed in, browser remembered (no code)")
 		p.issueLoginToken(w, r, userID, body, q)
 	case strings.TrimSpace(q.form.Get("code")) != "": // username, password and code in one form
 		p.codeStep(q, s)
@@ -362,6 +370,7 @@ func (p *Pages) checkSignInCode(w http.ResponseWriter, r *http.Request, s *uia.S
 	} else {
 		err = flows.VerifyEither(r.Context(), p.acc, s.UserID, q.form.Get("code"))
 	}
+	verified := err == nil
 	if errors.Is(err, account.ErrNotEnabled) {
 		err = nil // 2FA was turned off meanwhile: the password was right, go on
 	}
@@ -372,6 +381,9 @@ func (p *Pages) checkSignInCode(w http.ResponseWriter, r *http.Request, s *uia.S
 	switch {
 	case err == nil:
 		l.Info("sign-in page: signed in with 2FA")
+		if verified && q.form.Get("remember") != "" {
+			p.rememberBrowser(w, r, s.UserID)
+		}
 		p.issueLoginToken(w, r, s.UserID, body, q)
 	case errors.Is(err, account.ErrInvalidCode) || errors.Is(err, account.ErrMissingCode):
 		p.signInRefused(w, r, q, "signin_code.html", err)

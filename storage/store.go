@@ -98,6 +98,11 @@ const (
 	// AuditRefused: a request was refused because it named another user or
 	// could be read two ways (forward only what was checked).
 	AuditRefused = "refused"
+	// AuditBotTokenCreated and AuditBotTokenRevoked: a token for bots and
+	// scripts was made or revoked on the account page (Detail: its name and
+	// device ID).
+	AuditBotTokenCreated = "bot_token_created"
+	AuditBotTokenRevoked = "bot_token_revoked"
 )
 
 // AuditQuery selects audit events for QueryAudit; zero fields select all.
@@ -245,6 +250,7 @@ type Store interface {
 	EmailStore
 	OAuthStore
 	PolicyStore
+	RememberStore
 
 	// Close releases the store.
 	Close() error
@@ -418,4 +424,57 @@ type OAuthStore interface {
 	// TakeOAuthGrant deletes grant id and returns it, atomically; ErrNotFound
 	// if it is already gone.
 	TakeOAuthGrant(ctx context.Context, id string) (OAuthGrant, error)
+}
+
+// RememberedBrowser is a browser in which a user chose "remember this
+// browser" after a correct code: only the SHA-256 of its cookie is kept, with
+// where and when it was made.
+type RememberedBrowser struct {
+	Hash      []byte
+	UserID    string
+	UserAgent string
+	Addr      string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// BotToken is a homeserver login a user made for a bot or script on the
+// account page: the SHA-256 of its access token and the token itself sealed
+// for the user (Secret, KeyID), so that revoking it can log it out.
+type BotToken struct {
+	ID        string
+	UserID    string
+	Name      string
+	DeviceID  string
+	Hash      []byte
+	Secret    []byte
+	KeyID     string
+	CreatedAt time.Time
+}
+
+// RememberStore holds remembered browsers and bot tokens. It is part of
+// Store. Bot tokens' sealed secrets are re-encrypted by Rewrap and counted
+// by KeyIDs with the TOTP secrets.
+type RememberStore interface {
+	// PutBrowser stores a remembered browser (and forgets the user's
+	// expired ones); ErrConflict if its hash exists.
+	PutBrowser(ctx context.Context, b RememberedBrowser) error
+	// Browser returns the remembered browser whose cookie has hash if it
+	// belongs to userID and is live at now, or ErrNotFound.
+	Browser(ctx context.Context, userID string, hash []byte, now time.Time) (RememberedBrowser, error)
+	// Browsers returns userID's browsers live at now, newest first.
+	Browsers(ctx context.Context, userID string, now time.Time) ([]RememberedBrowser, error)
+	// DeleteBrowser forgets userID's browser with hash; it reports whether
+	// there was one.
+	DeleteBrowser(ctx context.Context, userID string, hash []byte) (bool, error)
+	// DeleteBrowsers forgets every browser of userID and says how many.
+	DeleteBrowsers(ctx context.Context, userID string) (int, error)
+
+	// PutBotToken stores a new bot token; ErrConflict if its ID exists.
+	PutBotToken(ctx context.Context, t BotToken) error
+	// BotTokens returns userID's bot tokens, oldest first.
+	BotTokens(ctx context.Context, userID string) ([]BotToken, error)
+	// TakeBotToken deletes userID's bot token id and returns it, atomically;
+	// ErrNotFound if there is none.
+	TakeBotToken(ctx context.Context, userID, id string) (BotToken, error)
 }

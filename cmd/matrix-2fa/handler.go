@@ -62,6 +62,8 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 			Provider:               cfg.Provider,
 			OAuth:                  cfg.OAuth,
 			Policy:                 cfg.Policy,
+			RememberTTL:            cfg.RememberBrowser.TTL,
+			MaxBotTokens:           cfg.BotTokens.MaxPerUser,
 		},
 		Homeserver: hs,
 		Accounts:   core.svc,

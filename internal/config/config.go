@@ -74,6 +74,22 @@ type Config struct {
 	OAuth oauth.Config `yaml:"oauth"`
 	// Policy is the enforcement policy: whom 2FA is required of (none by default).
 	Policy policy.Config `yaml:"policy"`
+	// RememberBrowser is "remember this browser" on the sign-in page.
+	RememberBrowser RememberBrowser `yaml:"remember_browser"`
+	// BotTokens are the account page's tokens for bots and scripts.
+	BotTokens BotTokens `yaml:"bot_tokens"`
+}
+
+// RememberBrowser configures "remember this browser" on the sign-in page.
+type RememberBrowser struct {
+	// TTL is how long a remembered browser skips the code (0: not offered).
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// BotTokens configures the tokens for bots and scripts of the account page.
+type BotTokens struct {
+	// MaxPerUser is how many a user may hold at once (0: not offered).
+	MaxPerUser int `yaml:"max_per_user"`
 }
 
 // Server configures the listener's limits.
@@ -148,6 +164,8 @@ func Default() Config {
 		TwoFactor:         account.DefaultConfig(),
 		OAuth:             oauth.Config{CodeTTL: time.Minute, SignInTTL: 5 * time.Minute},
 		Policy:            policy.Config{Enforce: policy.ModeNone, Grace: policy.DefaultGrace},
+		RememberBrowser:   RememberBrowser{TTL: 720 * time.Hour},
+		BotTokens:         BotTokens{MaxPerUser: 10},
 		Login: Login{
 			SessionTTL: 5 * time.Minute, TokenTTL: 2 * time.Minute,
 			SSOProviderID: "matrix-2fa", SSOProviderName: "two-factor sign-in",
@@ -249,6 +267,12 @@ func (c Config) Validate() []error {
 	}
 	for _, err := range c.TwoFactor.WithDefaults().Validate() {
 		add("two_factor: %v", err)
+	}
+	if t := c.RememberBrowser.TTL; t != 0 && (t < time.Hour || t > 366*24*time.Hour) {
+		add("remember_browser.ttl: must be 0 (off) or between 1h and 8784h (a year), not %s", t)
+	}
+	if n := c.BotTokens.MaxPerUser; n < 0 || n > 100 {
+		add("bot_tokens.max_per_user: must be between 0 (off) and 100, not %d", n)
 	}
 	if c.Login.SessionTTL < 30*time.Second || c.Login.SessionTTL > time.Hour {
 		add("login.session_ttl: must be between 30s and 1h, not %s", c.Login.SessionTTL)

@@ -199,6 +199,10 @@ func TestValidate(t *testing.T) {
 			c.WhoAmITTL = -time.Second
 		}, []string{"login.session_ttl", "login.token_ttl", "login.sso_provider_id", "login.sso_provider_name",
 			"login.redirect_allowlist", "uia.session_ttl", "whoami_cache_ttl"}},
+		{"remember and bot tokens off", func(c *Config) { c.RememberBrowser.TTL = 0; c.BotTokens.MaxPerUser = 0 }, nil},
+		{"remember and bot token ranges", func(c *Config) { c.RememberBrowser.TTL = time.Minute; c.BotTokens.MaxPerUser = -1 },
+			[]string{"remember_browser.ttl", "bot_tokens.max_per_user"}},
+		{"remember too long", func(c *Config) { c.RememberBrowser.TTL = 400 * 24 * time.Hour }, []string{"remember_browser.ttl"}},
 		{"bad log format", func(c *Config) { c.Log.Format = "xml" }, []string{"log.format"}},
 	}
 	for _, tc := range tests {

@@ -116,6 +116,21 @@ login:
   # address and browser the sign-in came from.
   fallback_completes_login: {{.Login.FallbackCompletesLogin}}
 
+# "Remember this browser" on the sign-in page's code step: the browser gets a
+# random cookie (only its SHA-256 is stored) and signs in without the code
+# (the password is still checked) for this long. The account page lists and
+# revokes them; turning 2FA off, an admin reset, a new authenticator and a
+# password change through the gateway revoke them all. 0 turns it off.
+remember_browser:
+  ttl: {{q .RememberBrowser.TTL}}
+
+# Tokens for bots and scripts: after the second factor, the account page makes
+# a homeserver login from a name and the password (its device named after the
+# token), shows the access token once and can revoke it (logged out upstream).
+# Such a token needs no code: that is its point. 0 turns them off.
+bot_tokens:
+  max_per_user: {{.BotTokens.MaxPerUser}}
+
 uia:
   # Lifetime of a user-interactive authentication session.
   session_ttl: {{q .UIA.SessionTTL}}

@@ -508,22 +508,25 @@ func (d *DB) Rewrap(ctx context.Context, fn storage.RewrapFunc, metaKey string, 
 	count := 0
 	err = d.tx(ctx, func(tx pgx.Tx) error {
 		count = 0
-		if _, err := tx.Exec(ctx, `LOCK TABLE totp_pending, totp IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+		if _, err := tx.Exec(ctx, `LOCK TABLE totp_pending, totp, bot_tokens IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 			return err
 		}
-		for _, table := range []string{"totp", "totp_pending"} {
+		// Bot tokens are sealed for their user too (several per user: by id).
+		for _, t := range []struct{ table, key string }{{"totp", "user_id"}, {"totp_pending", "user_id"}, {"bot_tokens", "id"}} {
+			table := t.table
 			type row struct {
+				key   string
 				user  string
 				sec   []byte
 				keyID string
 			}
-			rows, err := tx.Query(ctx, `SELECT user_id, secret, key_id FROM `+table)
+			rows, err := tx.Query(ctx, `SELECT `+t.key+`, user_id, secret, key_id FROM `+table)
 			if err != nil {
 				return err
 			}
 			all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 				var v row
-				err := r.Scan(&v.user, &v.sec, &v.keyID)
+				err := r.Scan(&v.key, &v.user, &v.sec, &v.keyID)
 				return v, err
 			})
 			if err != nil {
@@ -534,7 +537,7 @@ func (d *DB) Rewrap(ctx context.Context, fn storage.RewrapFunc, metaKey string, 
 				if err != nil {
 					return err
 				}
-				if _, err := tx.Exec(ctx, `UPDATE `+table+` SET secret = $1, key_id = $2 WHERE user_id = $3`, sec, keyID, r.user); err != nil {
+				if _, err := tx.Exec(ctx, `UPDATE `+table+` SET secret = $1, key_id = $2 WHERE `+t.key+` = $3`, sec, keyID, r.key); err != nil {
 					return err
 				}
 				count++
@@ -553,7 +556,7 @@ func (d *DB) Rewrap(ctx context.Context, fn storage.RewrapFunc, metaKey string, 
 // whatever the database's collation.
 func (d *DB) KeyIDs(ctx context.Context) (_ []string, err error) {
 	defer classify(&err)
-	rows, err := d.pool.Query(ctx, `SELECT key_id FROM (SELECT key_id FROM totp UNION SELECT key_id FROM totp_pending) k
+	rows, err := d.pool.Query(ctx, `SELECT key_id FROM (SELECT key_id FROM totp UNION SELECT key_id FROM totp_pending UNION SELECT key_id FROM bot_tokens) k
 		ORDER BY key_id COLLATE "C"`)
 	if err != nil {
 		return nil, err

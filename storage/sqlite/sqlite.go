@@ -448,20 +448,23 @@ func (d *DB) PutMeta(ctx context.Context, key string, value []byte) error {
 func (d *DB) Rewrap(ctx context.Context, fn storage.RewrapFunc, metaKey string, metaValue []byte) (int, error) {
 	count := 0
 	err := d.tx(ctx, func(tx *sql.Tx) error {
-		for _, table := range []string{"totp", "totp_pending"} {
+		// Bot tokens are sealed for their user too (several per user: by id).
+		for _, t := range []struct{ table, key string }{{"totp", "user_id"}, {"totp_pending", "user_id"}, {"bot_tokens", "id"}} {
+			table := t.table
 			type row struct {
+				key   string
 				user  string
 				sec   []byte
 				keyID string
 			}
-			rows, err := tx.QueryContext(ctx, `SELECT user_id, secret, key_id FROM `+table)
+			rows, err := tx.QueryContext(ctx, `SELECT `+t.key+`, user_id, secret, key_id FROM `+table)
 			if err != nil {
 				return err
 			}
 			var all []row
 			for rows.Next() {
 				var r row
-				if err := rows.Scan(&r.user, &r.sec, &r.keyID); err != nil {
+				if err := rows.Scan(&r.key, &r.user, &r.sec, &r.keyID); err != nil {
 					rows.Close()
 					return err
 				}
@@ -476,7 +479,7 @@ func (d *DB) Rewrap(ctx context.Context, fn storage.RewrapFunc, metaKey string, 
 				if err != nil {
 					return err
 				}
-				if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET secret = ?, key_id = ? WHERE user_id = ?`, sec, keyID, r.user); err != nil {
+				if _, err := tx.ExecContext(ctx, `UPDATE `+table+` SET secret = ?, key_id = ? WHERE `+t.key+` = ?`, sec, keyID, r.key); err != nil {
 					return err
 				}
 				count++
@@ -494,7 +497,7 @@ func (d *DB) Rewrap(ctx context.Context, fn storage.RewrapFunc, metaKey string, 
 
 // KeyIDs implements storage.Store.
 func (d *DB) KeyIDs(ctx context.Context) ([]string, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT key_id FROM totp UNION SELECT key_id FROM totp_pending ORDER BY 1`)
+	rows, err := d.db.QueryContext(ctx, `SELECT key_id FROM totp UNION SELECT key_id FROM totp_pending UNION SELECT key_id FROM bot_tokens ORDER BY 1`)
 	if err != nil {
 		return nil, err
 	}
