@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/matrix-2fa/matrix-2fa/storage"
@@ -46,18 +47,19 @@ func DefaultConfig() Config {
 		AlwaysAsk: []string{Disable2FA, RegenerateCodes, Deactivate, ChangePassword, CrossSigningReset}}
 }
 
-// Problems lists what is wrong with c (none: valid), each prefixed with prefix.
-func (c Config) Problems(prefix string) []string {
-	var out []string
+// Validate reports every problem of c (none: valid), each naming its
+// option under trusted_clients.
+func (c Config) Validate() []error {
+	var errs []error
 	if c.Window < 0 || c.Window > 24*time.Hour {
-		out = append(out, fmt.Sprintf("%swindow: must be between 0 and 24h, not %s", prefix, c.Window))
+		errs = append(errs, fmt.Errorf("trusted_clients.window: must be between 0 (off) and 24h, not %s", c.Window))
 	}
 	for _, op := range c.AlwaysAsk {
 		if !slices.Contains(Operations, op) {
-			out = append(out, fmt.Sprintf("%salways_ask: unknown operation %q (one of %v)", prefix, op, Operations))
+			errs = append(errs, fmt.Errorf("trusted_clients.always_ask: unknown operation %q (one of %s)", op, strings.Join(Operations, ", ")))
 		}
 	}
-	return out
+	return errs
 }
 
 // Client is who sends a request, as the gateway sees it.

@@ -61,6 +61,7 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 			Admin:                  cfg.Admin,
 			Provider:               cfg.Provider,
 			OAuth:                  cfg.OAuth,
+			TrustedClients:         cfg.TrustedClients,
 		},
 		Homeserver: hs,
 		Accounts:   core.svc,

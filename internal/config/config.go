@@ -20,6 +20,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/oauth"
 	"github.com/matrix-2fa/matrix-2fa/provider"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
+	"github.com/matrix-2fa/matrix-2fa/trust"
 )
 
 // Config is the whole configuration.
@@ -71,6 +72,9 @@ type Config struct {
 	Provider provider.Config `yaml:"provider"`
 	// OAuth is the Matrix OAuth 2.0 API (off by default; needs public_base_url).
 	OAuth oauth.Config `yaml:"oauth"`
+	// TrustedClients lets the same token from the same client skip the 2FA
+	// stage for a while after one (issue 11; window 0 turns it off).
+	TrustedClients trust.Config `yaml:"trusted_clients"`
 }
 
 // Server configures the listener's limits.
@@ -144,6 +148,7 @@ func Default() Config {
 		SQLiteSynchronous: "NORMAL",
 		TwoFactor:         account.DefaultConfig(),
 		OAuth:             oauth.Config{CodeTTL: time.Minute, SignInTTL: 5 * time.Minute},
+		TrustedClients:    trust.DefaultConfig(),
 		Login: Login{
 			SessionTTL: 5 * time.Minute, TokenTTL: 2 * time.Minute,
 			SSOProviderID: "matrix-2fa", SSOProviderName: "two-factor sign-in",
@@ -300,6 +305,7 @@ func (c Config) Validate() []error {
 	errs = append(errs, c.Admin.Validate()...)
 	errs = append(errs, c.Provider.Validate()...)
 	errs = append(errs, c.OAuth.Validate(c.PublicBaseURL)...)
+	errs = append(errs, c.TrustedClients.Validate()...)
 	switch strings.ToLower(c.Log.Level) {
 	case "trace", "debug", "info", "warn", "warning", "error":
 	default:
