@@ -41,10 +41,10 @@ type Config struct {
 }
 
 // DefaultConfig is 5 minutes, asking again for the operations that take
-// over or strip an account.
+// over or strip an account, and for a login token (a new login).
 func DefaultConfig() Config {
 	return Config{Window: 5 * time.Minute,
-		AlwaysAsk: []string{Disable2FA, RegenerateCodes, Deactivate, ChangePassword, CrossSigningReset}}
+		AlwaysAsk: []string{Disable2FA, RegenerateCodes, Deactivate, ChangePassword, CrossSigningReset, LoginToken}}
 }
 
 // Validate reports every problem of c (none: valid), each naming its
