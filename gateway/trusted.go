@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
@@ -107,7 +109,10 @@ func (g *Gateway) logoutToken(r *http.Request) string {
 // forgetTrust ends the trust of a token that was logged out (best effort:
 // a failure is logged; the homeserver refuses the token anyway).
 func (g *Gateway) forgetTrust(r *http.Request, token string) {
-	if _, err := g.trust.Forget(r.Context(), token); err != nil {
+	// The client may be gone already: the forgetting outlives its request.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	if _, err := g.trust.Forget(ctx, token); err != nil {
 		g.log.WithError(err).Warn("trusted client: could not forget a logged-out token")
 	}
 }
