@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/matrix-2fa/matrix-2fa/canonical"
+	"github.com/matrix-2fa/matrix-2fa/trust"
 )
 
 // Version prefixes. Homeservers serve the same endpoint under several of
@@ -41,6 +42,8 @@ type guardedEndpoint struct {
 	// ChangesPassword: success revokes the owner's remembered browsers (a
 	// reset without a token names no owner: see spec/protocol.md).
 	ChangesPassword bool
+	// Op names the operation for the trusted-client policy (trust.Operations).
+	Op string
 }
 
 // guardedEndpoints are every homeserver endpoint that takes UIA or changes
@@ -48,23 +51,23 @@ type guardedEndpoint struct {
 // token and a password; spec/protocol.md lists them with the endpoints left
 // to pass through, and why.
 var guardedEndpoints = []guardedEndpoint{
-	{Method: http.MethodPost, Path: "/delete_devices", Prefixes: guardPrefixes,
+	{Method: http.MethodPost, Path: "/delete_devices", Op: trust.DeleteDevices, Prefixes: guardPrefixes,
 		Body: canonical.Schema{"devices": canonical.KindStrings}},
-	{Method: http.MethodDelete, Path: "/devices/{deviceId}", Prefixes: guardPrefixes,
+	{Method: http.MethodDelete, Path: "/devices/{deviceId}", Op: trust.DeleteDevice, Prefixes: guardPrefixes,
 		Body: canonical.Schema{}},
-	{Method: http.MethodPost, Path: "/account/password", Prefixes: guardPrefixes, NoToken: true, ChangesPassword: true,
+	{Method: http.MethodPost, Path: "/account/password", Op: trust.ChangePassword, Prefixes: guardPrefixes, NoToken: true, ChangesPassword: true,
 		Body: canonical.Schema{"new_password": canonical.KindString, "logout_devices": canonical.KindBool}},
-	{Method: http.MethodPost, Path: "/account/deactivate", Prefixes: guardPrefixes,
+	{Method: http.MethodPost, Path: "/account/deactivate", Op: trust.Deactivate, Prefixes: guardPrefixes,
 		Body: canonical.Schema{"erase": canonical.KindBool, "id_server": canonical.KindString}},
-	{Method: http.MethodPost, Path: "/account/3pid/add", Prefixes: guardPrefixes,
+	{Method: http.MethodPost, Path: "/account/3pid/add", Op: trust.Add3PID, Prefixes: guardPrefixes,
 		Body: canonical.Schema{"client_secret": canonical.KindString, "sid": canonical.KindString}},
-	{Method: http.MethodPost, Path: "/account/3pid", Prefixes: guardPrefixes, OwnUIA: true,
+	{Method: http.MethodPost, Path: "/account/3pid", Op: trust.Add3PID, Prefixes: guardPrefixes, OwnUIA: true,
 		Body: canonical.Schema{"three_pid_creds": canonical.KindThreepidCreds, "bind": canonical.KindBool}},
-	{Method: http.MethodPost, Path: "/keys/device_signing/upload", Prefixes: guardPrefixes,
+	{Method: http.MethodPost, Path: "/keys/device_signing/upload", Op: trust.CrossSigningReset, Prefixes: guardPrefixes,
 		Body: canonical.Schema{"master_key": canonical.KindObject, "self_signing_key": canonical.KindObject,
 			"user_signing_key": canonical.KindObject}},
-	{Method: http.MethodPost, Path: "/login/get_token", Prefixes: tokenPrefixes,
+	{Method: http.MethodPost, Path: "/login/get_token", Op: trust.LoginToken, Prefixes: tokenPrefixes,
 		Body: canonical.Schema{}},
-	{Method: http.MethodPost, Path: "/login/token", Prefixes: tokenPrefixes[1:],
+	{Method: http.MethodPost, Path: "/login/token", Op: trust.LoginToken, Prefixes: tokenPrefixes[1:],
 		Body: canonical.Schema{}},
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/provider"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 	"github.com/matrix-2fa/matrix-2fa/storage"
+	"github.com/matrix-2fa/matrix-2fa/trust"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
 
@@ -100,6 +101,9 @@ type Config struct {
 	// MaxBotTokens is how many tokens for bots and scripts a user may make
 	// on the account page (0: not offered).
 	MaxBotTokens int
+	// TrustedClients lets a token from the same client skip the 2FA stage
+	// for a while after one (off with a zero window).
+	TrustedClients trust.Config
 }
 
 // Homeserver is what the gateway needs of the homeserver client
@@ -159,6 +163,7 @@ type Gateway struct {
 	prov   *provider.Provider
 	oauth  *oauth.Server
 	policy *policy.Policy
+	trust  *trust.Keeper
 	log    logrus.FieldLogger
 	now    func() time.Time
 	proxy  http.Handler
@@ -231,6 +236,7 @@ func New(o Options) *Gateway {
 	g.admin = admin.New(admin.Deps{Config: o.Config.Admin, Accounts: o.Accounts, HS: o.Homeserver, Store: o.Store,
 		MACKey: o.Box.MACKey("admin-csrf"), PublicBaseURL: o.Config.PublicBaseURL, Proxies: o.Config.TrustedProxies, Now: o.Now})
 	g.prov = provider.New(o.Config.Provider, o.Accounts)
+	g.trust = trust.New(o.Config.TrustedClients, o.Store, o.Box.MACKey("trusted-clients"), o.Now)
 	g.router = g.routes()
 	return g
 }
@@ -336,7 +342,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	h, r, routed, refused := g.route(r)
 	if h == nil && refused == nil { // pass-through: the hot path
 		g.bodyDeadline(rec, r, false)
+		loggedOut := g.logoutToken(r)
 		g.proxy.ServeHTTP(rec, r)
+		if loggedOut != "" && rec.Status == http.StatusOK {
+			g.forgetTrust(r, loggedOut)
+		}
 		took := time.Since(start)
 		g.metrics.HTTPRequest(metrics.RoutePassthrough, rec.Status, took)
 		if g.debug {

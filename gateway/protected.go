@@ -86,7 +86,7 @@ func (g *Gateway) handleGuarded(ep guardedEndpoint) http.HandlerFunc {
 			}
 		}
 		switch {
-		case !enabled:
+		case !enabled || g.trustedGuarded(r, q):
 			g.forwardAs(w, r, q, q.authBody(q.clientSession()))
 		case ep.OwnUIA:
 			g.ownUIA(w, r, q)
@@ -213,6 +213,9 @@ func (g *Gateway) ownUIA(w http.ResponseWriter, r *http.Request, q *guardedReque
 			g.writeUIAError(w, r, s, err)
 			return
 		}
+		if s.Done() {
+			g.grantTrust(r, q.owner, q.token)
+		}
 	}
 	switch {
 	case err != nil:
@@ -255,6 +258,9 @@ func (g *Gateway) inFront(w http.ResponseWriter, r *http.Request, q *guardedRequ
 		if err := g.engine.Attempt(r.Context(), s, q.second); err != nil {
 			g.writeUIAError(w, r, s, err)
 			return
+		}
+		if flows.SecondFactorDone(s) {
+			g.grantTrust(r, q.owner, q.token)
 		}
 		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 	case !flows.SecondFactorDone(s) && g.stageWithCode(w, r, q, s):

@@ -13,6 +13,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/trust"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
 
@@ -82,7 +83,7 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request, who homes
 // uiaRound reads the body, runs one UIA round for the user's request with
 // flows and answers the challenge or the error itself; it returns true when
 // the operation is authorised (exactly once).
-func (g *Gateway) uiaRound(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI, fl [][]string) bool {
+func (g *Gateway) uiaRound(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI, op string, fl [][]string) bool {
 	_, body, err := httpx.ReadObject(w, r)
 	if err != nil {
 		httpx.WriteError(w, r, err)
@@ -95,6 +96,13 @@ func (g *Gateway) uiaRound(w http.ResponseWriter, r *http.Request, who homeserve
 			return false
 		}
 	}
+	session := ""
+	if a != nil {
+		session = a.Session
+	}
+	if fl = g.ownFlows(r, string(who.UserID), op, fl, session); len(fl) == 0 {
+		return true // a trusted client, and nothing but the second factor to ask
+	}
 	req := uia.Request{Method: r.Method, Path: r.URL.Path, UserID: string(who.UserID)}
 	step, err := g.engine.Authorize(r.Context(), req, fl, a)
 	if err != nil {
@@ -104,6 +112,11 @@ func (g *Gateway) uiaRound(w http.ResponseWriter, r *http.Request, who homeserve
 	if !step.Done {
 		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(step.Session, nil))
 		return false
+	}
+	if flows.SecondFactorDone(step.Session) {
+		if tok, err := httpx.RequestToken(r); err == nil {
+			g.grantTrust(r, string(who.UserID), tok)
+		}
 	}
 	return true
 }
@@ -136,7 +149,7 @@ func (g *Gateway) handleEnrol(w http.ResponseWriter, r *http.Request, who homese
 		httpx.WriteError(w, r, err)
 		return
 	}
-	if !g.uiaRound(w, r, who, flows.ForEndpoint(flows.EnrolTOTP, enabled, g.Factors(r.Context(), string(who.UserID))...)) {
+	if !g.uiaRound(w, r, who, trust.Enrol2FA, flows.ForEndpoint(flows.EnrolTOTP, enabled, g.Factors(r.Context(), string(who.UserID))...)) {
 		return
 	}
 	en, err := g.acc.Enrol(r.Context(), string(who.UserID))
@@ -197,7 +210,7 @@ func (g *Gateway) requireEnabled(w http.ResponseWriter, r *http.Request, who hom
 }
 
 func (g *Gateway) handleDisable(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
-	if g.disableRefused(w, r, who) || !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, flows.ForEndpoint(flows.DisableTOTP, true, g.Factors(r.Context(), string(who.UserID))...)) {
+	if g.disableRefused(w, r, who) || !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, trust.Disable2FA, flows.ForEndpoint(flows.DisableTOTP, true, g.Factors(r.Context(), string(who.UserID))...)) {
 		return
 	}
 	if err := g.acc.Disable(r.Context(), string(who.UserID)); err != nil {
@@ -209,7 +222,7 @@ func (g *Gateway) handleDisable(w http.ResponseWriter, r *http.Request, who home
 }
 
 func (g *Gateway) handleRegenerate(w http.ResponseWriter, r *http.Request, who homeserver.WhoAmI) {
-	if !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, flows.ForEndpoint(flows.Regenerate, true, g.Factors(r.Context(), string(who.UserID))...)) {
+	if !g.requireEnabled(w, r, who) || !g.uiaRound(w, r, who, trust.RegenerateCodes, flows.ForEndpoint(flows.Regenerate, true, g.Factors(r.Context(), string(who.UserID))...)) {
 		return
 	}
 	codes, err := g.acc.Regenerate(r.Context(), string(who.UserID))

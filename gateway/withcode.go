@@ -125,6 +125,7 @@ func (g *Gateway) stageWithCode(w http.ResponseWriter, r *http.Request, q *guard
 		return true
 	}
 	httpx.Logger(r).Info("second factor given after the password")
+	g.grantTrust(r, q.owner, q.token)
 	q.auth.Password = &rest
 	g.forwardStage(w, r, q, s)
 	return true

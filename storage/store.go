@@ -203,8 +203,9 @@ type Store interface {
 	// still unused and the set is still current; it reports whether it did.
 	ConsumeRecoveryCode(ctx context.Context, userID, setID string, index int, now time.Time) (bool, error)
 
-	// DeleteAll removes the user's authenticator, pending enrolment and recovery
-	// codes in one transaction and reports whether anything existed.
+	// DeleteAll removes the user's authenticator, pending enrolment, recovery
+	// codes and trusted clients in one transaction and reports whether an
+	// authenticator, enrolment or code existed.
 	DeleteAll(ctx context.Context, userID string) (bool, error)
 
 	// ReserveAttempt atomically records one verification attempt as a failure,
@@ -251,6 +252,7 @@ type Store interface {
 	OAuthStore
 	PolicyStore
 	RememberStore
+	TrustStore
 
 	// Close releases the store.
 	Close() error
@@ -477,4 +479,26 @@ type RememberStore interface {
 	// TakeBotToken deletes userID's bot token id and returns it, atomically;
 	// ErrNotFound if there is none.
 	TakeBotToken(ctx context.Context, userID, id string) (BotToken, error)
+}
+
+// TrustedClient is a client (one access token from one user agent and
+// address) that may skip the 2FA stage until Until. Only keyed hashes of the
+// token and of the client are kept.
+type TrustedClient struct {
+	TokenHash  []byte
+	ClientHash []byte
+	UserID     string
+	Until      time.Time
+}
+
+// TrustStore holds trusted clients. It is part of Store.
+type TrustStore interface {
+	// PutTrustedClient records c, replacing the trust of the same token and
+	// client, and drops the user's trusts that ended before now.
+	PutTrustedClient(ctx context.Context, c TrustedClient, now time.Time) error
+	// TrustedClientUntil returns when the trust of tokenHash from clientHash
+	// for userID ends, or ErrNotFound when there is none live at now.
+	TrustedClientUntil(ctx context.Context, userID string, tokenHash, clientHash []byte, now time.Time) (time.Time, error)
+	// ForgetTrustedToken deletes every trust of tokenHash and reports how many.
+	ForgetTrustedToken(ctx context.Context, tokenHash []byte) (int, error)
 }

@@ -64,6 +64,7 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 			Policy:                 cfg.Policy,
 			RememberTTL:            cfg.RememberBrowser.TTL,
 			MaxBotTokens:           cfg.BotTokens.MaxPerUser,
+			TrustedClients:         cfg.TrustedClients,
 		},
 		Homeserver: hs,
 		Accounts:   core.svc,

@@ -21,6 +21,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/policy"
 	"github.com/matrix-2fa/matrix-2fa/provider"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
+	"github.com/matrix-2fa/matrix-2fa/trust"
 )
 
 // Config is the whole configuration.
@@ -78,6 +79,9 @@ type Config struct {
 	RememberBrowser RememberBrowser `yaml:"remember_browser"`
 	// BotTokens are the account page's tokens for bots and scripts.
 	BotTokens BotTokens `yaml:"bot_tokens"`
+	// TrustedClients lets the same token from the same client skip the 2FA
+	// stage for a while after one (issue 11; window 0 turns it off).
+	TrustedClients trust.Config `yaml:"trusted_clients"`
 }
 
 // RememberBrowser configures "remember this browser" on the sign-in page.
@@ -166,6 +170,7 @@ func Default() Config {
 		Policy:            policy.Config{Enforce: policy.ModeNone, Grace: policy.DefaultGrace},
 		RememberBrowser:   RememberBrowser{TTL: 720 * time.Hour},
 		BotTokens:         BotTokens{MaxPerUser: 10},
+		TrustedClients:    trust.DefaultConfig(),
 		Login: Login{
 			SessionTTL: 5 * time.Minute, TokenTTL: 2 * time.Minute,
 			SSOProviderID: "matrix-2fa", SSOProviderName: "two-factor sign-in",
@@ -337,6 +342,7 @@ func (c Config) Validate() []error {
 	if c.Policy.On() && c.PublicBaseURL == "" {
 		errs = append(errs, errors.New("policy: enforce needs public_base_url (the enrolment page named in the refusals)"))
 	}
+	errs = append(errs, c.TrustedClients.Validate()...)
 	switch strings.ToLower(c.Log.Level) {
 	case "trace", "debug", "info", "warn", "warning", "error":
 	default:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/admin"
+	"github.com/matrix-2fa/matrix-2fa/trust"
 )
 
 func writeFile(t *testing.T, body string) string {
@@ -54,6 +55,10 @@ func TestTemplateRoundTrip(t *testing.T) {
 				Scoped:      []admin.ScopedAdmin{{User: "@lead:example.org", Users: []string{"@team-*:example.org", "@*:team.example.org"}}},
 				TokenSHA256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}
 			c.Provider.SecretSHA256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+		}},
+		{"trusted clients", func(c *Config) {
+			c.Homeserver = "http://127.0.0.1:8008"
+			c.TrustedClients = trust.Config{Window: 30 * time.Minute, AlwaysAsk: []string{"deactivate", "disable_2fa"}}
 		}},
 		{"non-default durations and numbers", func(c *Config) {
 			c.Homeserver = "http://127.0.0.1:8008"
@@ -204,6 +209,13 @@ func TestValidate(t *testing.T) {
 			[]string{"remember_browser.ttl", "bot_tokens.max_per_user"}},
 		{"remember too long", func(c *Config) { c.RememberBrowser.TTL = 400 * 24 * time.Hour }, []string{"remember_browser.ttl"}},
 		{"bad log format", func(c *Config) { c.Log.Format = "xml" }, []string{"log.format"}},
+		{"bad trusted clients", func(c *Config) {
+			c.TrustedClients.Window = -time.Second
+			c.TrustedClients.AlwaysAsk = []string{"disable_2fa", "everything"}
+		}, []string{"trusted_clients.window", "trusted_clients.always_ask"}},
+		{"trusted clients off, asking for nothing", func(c *Config) {
+			c.TrustedClients.Window, c.TrustedClients.AlwaysAsk = 0, nil
+		}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -247,6 +247,20 @@ policy:
   # How long a user may go on without 2FA, from the first time the gateway
   # sees them under the policy (default a week; 0: at once).
   grace: {{.Policy.Grace}}
+# Trusted clients (Rocket.Chat's model): after a user completes a 2FA stage
+# with an access token, more protected operations with the same token from
+# the same client (user agent and address, behind server.trusted_proxies the
+# forwarded one) skip the 2FA stage for this window; the homeserver's own
+# stages (the password) are still asked. 0 turns it off. The trust ends with
+# the window, on logout of the token, and when 2FA is disabled or reset.
+trusted_clients:
+  window: {{.TrustedClients.Window}}
+  # Operations that ask for the second factor even of a trusted client, among
+  # delete_device, delete_devices, change_password, deactivate, add_3pid,
+  # cross_signing_reset, login_token, enrol_2fa, disable_2fa,
+  # regenerate_recovery_codes. The default keeps those that take over or
+  # strip an account, and login_token (it makes a new login).
+  always_ask: {{q .TrustedClients.AlwaysAsk}}
 
 log:
   level: {{q .Log.Level}}    # trace, debug, info, warn, error

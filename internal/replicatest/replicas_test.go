@@ -266,24 +266,31 @@ func sessionsMove(t *testing.T, c *cluster, u *user) {
 	if r.Status != 200 || r.str("user_id") != u.UserID {
 		t.Fatalf("recovery stage on replica0 of a login held by replica2: %s", r)
 	}
-	moved := r.str("device_id")
-	if w := do(ctx, httpClient, g1, "GET", pWhoAmI, r.str("access_token"), nil); w.Status != 200 || w.str("device_id") != moved {
+	moved, movedToken := r.str("device_id"), r.str("access_token")
+	if w := do(ctx, httpClient, g1, "GET", pWhoAmI, movedToken, nil); w.Status != 200 || w.str("device_id") != moved {
 		t.Fatalf("whoami on replica1 with the released login: %s", w)
 	}
 
-	// Sign the new device out: the 2FA stage in front of the homeserver's
-	// password stage, one round per replica.
+	// The TOTP stage on replica1 made u's token, from this client, trusted
+	// on every replica: replica2 asks only for the homeserver's own stage.
 	path := pDevices + "/" + url.PathEscape(moved)
-	r = do(ctx, httpClient, g1, "DELETE", path, u.AccessToken, map[string]any{})
+	r = do(ctx, httpClient, g2, "DELETE", path, u.AccessToken, map[string]any{})
+	if r.Status != 401 || r.str("session") == "" || strings.Contains(string(r.Raw), "m.login.2fa") {
+		t.Fatalf("DELETE device on replica2 by the trusted client: %s; want the homeserver's challenge alone", r)
+	}
+
+	// Sign the new device out with its own token (not trusted): the 2FA
+	// stage in front of the homeserver's password stage, one round per replica.
+	r = do(ctx, httpClient, g1, "DELETE", path, movedToken, map[string]any{})
 	if r.Status != 401 || r.str("session") == "" {
 		t.Fatalf("DELETE device on replica1: %s", r)
 	}
 	session = r.str("session")
-	r = do(ctx, httpClient, g2, "DELETE", path, u.AccessToken, stageAuth(stageRecovery, session, u.recovery[1]))
+	r = do(ctx, httpClient, g2, "DELETE", path, movedToken, stageAuth(stageRecovery, session, u.recovery[1]))
 	if r.Status != 401 || !slices.Contains(asStrings(r.Body["completed"]), stageRecovery) {
 		t.Fatalf("recovery stage on replica2: %s; want 401 with it completed", r)
 	}
-	r = do(ctx, httpClient, g0, "DELETE", path, u.AccessToken, map[string]any{"auth": passwordAuth(u.User, session)})
+	r = do(ctx, httpClient, g0, "DELETE", path, movedToken, map[string]any{"auth": passwordAuth(u.User, session)})
 	if r.Status != 200 {
 		t.Fatalf("password stage on replica0: %s", r)
 	}

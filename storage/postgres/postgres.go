@@ -379,7 +379,9 @@ func (d *DB) DeleteAll(ctx context.Context, userID string) (_ bool, err error) {
 			}
 			total += tag.RowsAffected()
 		}
-		return nil
+		// The user's trusted clients go too, uncounted (the trust follows 2FA).
+		_, err := tx.Exec(ctx, `DELETE FROM trusted_clients WHERE user_id = $1`, userID)
+		return err
 	})
 	return total > 0, err
 }

@@ -330,7 +330,9 @@ func (d *DB) DeleteAll(ctx context.Context, userID string) (bool, error) {
 			}
 			total += n
 		}
-		return nil
+		// The user's trusted clients go too, uncounted (the trust follows 2FA).
+		_, err := tx.ExecContext(ctx, `DELETE FROM trusted_clients WHERE user_id = ?`, userID)
+		return err
 	})
 	return total > 0, err
 }
