@@ -13,7 +13,8 @@ import (
 
 // ListUsers implements storage.Store. User IDs compare in byte order
 // (COLLATE "C"), as in the SQLite engine, whatever the database's collation.
-func (d *DB) ListUsers(ctx context.Context, q storage.UserQuery) ([]storage.UserRow, error) {
+func (d *DB) ListUsers(ctx context.Context, q storage.UserQuery) (_ []storage.UserRow, err error) {
+	defer classify(&err)
 	where := []string{`u.user_id COLLATE "C" > $2`}
 	args := []any{ts(q.Now), q.After, q.Limit}
 	switch q.Status {
@@ -48,16 +49,18 @@ func (d *DB) ListUsers(ctx context.Context, q storage.UserQuery) ([]storage.User
 }
 
 // CountUsers implements storage.Store.
-func (d *DB) CountUsers(ctx context.Context, now time.Time) (storage.UserCounts, error) {
+func (d *DB) CountUsers(ctx context.Context, now time.Time) (_ storage.UserCounts, err error) {
+	defer classify(&err)
 	var c storage.UserCounts
-	err := d.pool.QueryRow(ctx, `SELECT (SELECT COUNT(*) FROM totp),
+	err = d.pool.QueryRow(ctx, `SELECT (SELECT COUNT(*) FROM totp),
 		(SELECT COUNT(*) FROM failure_streaks WHERE locked_until > $1),
 		(SELECT COUNT(*) FROM totp_pending WHERE expires_at > $1)`, ts(now)).Scan(&c.Enabled, &c.Locked, &c.Pending)
 	return c, err
 }
 
 // QueryAudit implements storage.Store.
-func (d *DB) QueryAudit(ctx context.Context, q storage.AuditQuery) ([]storage.AuditEvent, error) {
+func (d *DB) QueryAudit(ctx context.Context, q storage.AuditQuery) (_ []storage.AuditEvent, err error) {
+	defer classify(&err)
 	where, args := []string{"TRUE"}, []any{}
 	add := func(cond string, v any) {
 		args = append(args, v)
