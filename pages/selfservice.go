@@ -18,6 +18,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/storage"
@@ -70,6 +71,9 @@ type selfSessionData struct {
 	// the secret box for this session, so its QR code can be shown again
 	// (after a mistyped code) until it is confirmed.
 	Enrol []byte `json:"enrol,omitempty"`
+	// Next is the account management view to open once signed in (a query
+	// made by accountTarget).
+	Next string `json:"next,omitempty"`
 }
 
 type selfSession struct {
@@ -93,6 +97,15 @@ type selfView struct {
 	CodesHref template.URL
 	Retry     string
 	Back      bool
+	// Account management views: Next is the action to come back to after
+	// signing in; TwoFA says the forms ask for a code; Listed says Devices
+	// were read from the homeserver.
+	Next     string
+	TwoFA    bool
+	DeviceID string
+	XSession string
+	Devices  []homeserver.Device
+	Listed   bool
 }
 
 type enrolView struct {
@@ -232,14 +245,17 @@ func (p *Pages) SelfGet(w http.ResponseWriter, r *http.Request) {
 		p.selfInternal(w, r, nil, err)
 		return
 	}
+	view, next := accountTarget(r.URL.Query())
 	switch {
 	case s == nil:
 		if _, err := r.Cookie(selfSessionCookie); err == nil {
 			p.setSelfCookie(w, r, selfSessionCookie, "", -1)
 		}
-		p.renderSelf(w, r, http.StatusOK, nil, selfView{View: "signin"}, "")
+		p.renderSelf(w, r, http.StatusOK, nil, selfView{View: "signin", Next: next}, "")
 	case s.data.Stage == stagePassword:
 		p.renderSelf(w, r, http.StatusOK, s, selfView{View: "code"}, "")
+	case view != "":
+		p.renderAction(w, r, s, view)
 	default:
 		p.renderStatus(w, r, http.StatusOK, s, "", "")
 	}
@@ -344,6 +360,12 @@ func (p *Pages) selfAction(w http.ResponseWriter, r *http.Request, s *selfSessio
 		p.selfRegenerate(w, r, s)
 	case "disable":
 		p.selfDisable(w, r, s)
+	case "devices":
+		p.selfDevices(w, r, s)
+	case "device_delete":
+		p.selfDeviceDelete(w, r, s)
+	case "deactivate":
+		p.selfDeactivate(w, r, s)
 	default:
 		p.renderStatus(w, r, http.StatusBadRequest, s, "", "Unknown action.")
 	}
@@ -404,12 +426,27 @@ func (p *Pages) selfSignIn(w http.ResponseWriter, r *http.Request) {
 		stage, ttl = stagePassword, selfPendingTTL
 	}
 	p.dropSelfCookieSession(r)
-	if _, err := p.newSelfSession(ctx, w, r, userID, stage, ttl); err != nil {
+	s, err := p.newSelfSession(ctx, w, r, userID, stage, ttl)
+	next := safeNext(r.PostForm.Get("next"))
+	if err == nil && next != "" {
+		s.data.Next = next
+		err = p.saveSelfSession(ctx, s)
+	}
+	if err != nil {
 		p.selfInternal(w, r, nil, err)
 		return
 	}
 	httpx.Logger(r).WithField("stage", stage).Info("self-service sign-in: password accepted")
-	http.Redirect(w, r, SelfServicePath, http.StatusSeeOther)
+	http.Redirect(w, r, selfURL(next, stage), http.StatusSeeOther)
+}
+
+// selfURL is where a sign-in step goes next: the account management view
+// once fully signed in, else the page.
+func selfURL(next, stage string) string {
+	if next == "" || stage != stageFull {
+		return SelfServicePath
+	}
+	return SelfServicePath + "?" + next
 }
 
 // dropSelfCookieSession deletes the session the request's cookie names, if any.
@@ -444,7 +481,7 @@ func (p *Pages) selfSecondFactor(w http.ResponseWriter, r *http.Request, s *self
 		return
 	}
 	httpx.Logger(r).Info("self-service sign-in: second factor accepted")
-	http.Redirect(w, r, SelfServicePath, http.StatusSeeOther)
+	http.Redirect(w, r, selfURL(s.data.Next, stageFull), http.StatusSeeOther)
 }
 
 // codeFailure answers a failed code check: 429 when locked out, 403 for a
