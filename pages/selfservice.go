@@ -366,6 +366,8 @@ func (p *Pages) selfAction(w http.ResponseWriter, r *http.Request, s *selfSessio
 		p.selfDeviceDelete(w, r, s)
 	case "deactivate":
 		p.selfDeactivate(w, r, s)
+	case "xsign_approve":
+		p.selfXSignApprove(w, r, s)
 	default:
 		p.renderStatus(w, r, http.StatusBadRequest, s, "", "Unknown action.")
 	}
