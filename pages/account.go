@@ -107,7 +107,11 @@ func (p *Pages) stepUp(w http.ResponseWriter, r *http.Request, s *selfSession, v
 	show := func(status int, msg string) { p.renderSelf(w, r, status, s, v, msg) }
 	password, code := r.PostForm.Get("password"), r.PostForm.Get("code")
 	if password == "" || (v.TwoFA && strings.TrimSpace(code) == "") {
-		show(http.StatusBadRequest, "Enter your password"+map[bool]string{true: " and a code."}[v.TwoFA])
+		msg := "Enter your password."
+		if v.TwoFA {
+			msg = "Enter your password and a code."
+		}
+		show(http.StatusBadRequest, msg)
 		return false
 	}
 	login, err := p.hs.PasswordLogin(ctx, s.userID, password, "", selfDeviceName)
