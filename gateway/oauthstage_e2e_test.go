@@ -95,3 +95,28 @@ func TestOAuthStageCrossSigningReset(t *testing.T) {
 		t.Fatalf("legacy token: %d %s", legacy.Status, legacy.Raw)
 	}
 }
+
+// TestBrowserOAuthStage runs tests/browser/xsign.mjs: the m.oauth stage's
+// URL opened in headless Chromium, signed in and approved with the password
+// and a code; the client's retry then completes the reset.
+func TestBrowserOAuthStage(t *testing.T) {
+	e := oauthEnv(t)
+	u := e.enrol("xsignbrowser")
+	at := e.oauthToken(u, "XSIGNDEV02")
+	first, second := masterKey(u.UserID), masterKey(u.UserID)
+	expect(t, e.gw("POST", xsignUpload, at, map[string]any{"master_key": first}), 200, "")
+	ch := e.gw("POST", xsignUpload, at, map[string]any{"master_key": second})
+	expect(t, ch, 401, "")
+	session := ch.str("session")
+	params, _ := ch.Body["params"].(map[string]any)
+	stage, _ := params[oauth.StageOAuth].(map[string]any)
+	link, _ := stage["url"].(string)
+	runBrowser(t, "xsign.mjs", e.browserVars(nil, map[string]string{
+		"ISSUER": oauthIssuer, "XSIGN_URL": link, "USERNAME": u.Localpart, "PASSWORD": u.Password,
+		"CODE_SIGNIN": e.peekCode(u, 0), "CODE_APPROVE": e.peekCode(u, 1),
+	}))
+	expect(t, e.gw("POST", xsignUpload, at, map[string]any{"master_key": second, "auth": map[string]any{"session": session}}), 200, "")
+	if got := e.secMasterKey(u.AccessToken, u.UserID); got != keysOf(second) {
+		t.Fatalf("master key after the approved reset: %s", got)
+	}
+}

@@ -14,7 +14,7 @@
 // the app through request routing: requests to ISSUER go to the gateway, the
 // app's pages are served by this script. No other origin is ever contacted.
 import { build } from 'esbuild';
-import { api, assert, env, foreignRequests, log, main, newPhonePage, screenshot } from './lib.mjs';
+import { api, assert, env, foreignRequests, log, main, newPhonePage, routeIssuer, screenshot } from './lib.mjs';
 
 const gateway = env('GATEWAY_URL');
 const hs = env('HS_URL');
@@ -41,11 +41,7 @@ async function bundle() {
 // route sends the issuer's requests to the gateway (redirects and cookies
 // go back to Chromium as they are) and serves the app's shell and bundle.
 async function route(context, sdkJS) {
-  await context.route((u) => u.origin === new URL(issuer).origin, async (r) => {
-    const u = new URL(r.request().url());
-    const res = await r.fetch({ url: gateway + u.pathname + u.search, maxRedirects: 0 });
-    await r.fulfill({ response: res });
-  });
+  await routeIssuer(context, issuer, gateway);
   await context.route((u) => u.origin === app, async (r) => {
     if (new URL(r.request().url()).pathname === '/sdk.js') {
       await r.fulfill({ status: 200, contentType: 'text/javascript', body: sdkJS });
