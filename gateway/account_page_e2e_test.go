@@ -108,3 +108,24 @@ func TestAccountDevicesAndDelete(t *testing.T) {
 		t.Errorf("devices after the account page: %s", devs.Raw)
 	}
 }
+
+func TestAccountDeactivateNeedsCode(t *testing.T) {
+	e := oauthEnv(t)
+	u := e.enrol("acctgone")
+	b := e.browser()
+	wantPage(t, b.signIn(u.User), 200, `name="code"`)
+	b.post("action", "code", "code", e.code(u))
+	const view = "action=org.matrix.account_deactivate"
+	wantPage(t, b.getQuery(view), 200, `id="view-deactivate"`, `name="code"`)
+	wantPage(t, b.post("action", "deactivate", "password", u.Password), 400, "Enter your password and a code.")
+	b.getQuery(view)
+	wantPage(t, b.post("action", "deactivate", "password", u.Password, "code", e.wrongCode(u)), 403)
+	if _, err := e.hs.Login(context.Background(), u.Localpart, u.Password); err != nil {
+		t.Fatalf("the account is gone without the code: %v", err)
+	}
+	b.getQuery(view)
+	wantPage(t, b.post("action", "deactivate", "password", u.Password, "code", e.code(u)), 200, "Your account is deactivated.")
+	if _, err := e.hs.Login(context.Background(), u.Localpart, u.Password); err == nil {
+		t.Fatal("the deactivated account can still log in")
+	}
+}
