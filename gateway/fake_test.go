@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -282,6 +283,18 @@ func (f *fakeHS) CheckPassword(ctx context.Context, userID id.UserID, password s
 	defer f.mu.Unlock()
 	f.passwordChecks = append(f.passwordChecks, string(userID))
 	return password != "" && f.passwords[string(userID)] == password, nil
+}
+
+func (f *fakeHS) Devices(ctx context.Context, accessToken string) ([]homeserver.Device, error) {
+	return nil, errors.New("fakeHS: no devices")
+}
+
+func (f *fakeHS) DeleteDevice(ctx context.Context, accessToken string, userID id.UserID, password, deviceID string) error {
+	return errors.New("fakeHS: no devices")
+}
+
+func (f *fakeHS) WithPassword(ctx context.Context, accessToken, method, path string, userID id.UserID, password string, body map[string]any) error {
+	return errors.New("fakeHS: no UIA")
 }
 
 func (f *fakeHS) SetDeviceDisplayName(ctx context.Context, accessToken string, deviceID id.DeviceID, name string) error {

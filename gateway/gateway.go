@@ -117,6 +117,9 @@ type Homeserver interface {
 	CheckPassword(ctx context.Context, userID id.UserID, password string) (bool, error)
 	SetDeviceDisplayName(ctx context.Context, accessToken string, deviceID id.DeviceID, name string) error
 	EmailAddresses(ctx context.Context, accessToken string) ([]string, error)
+	Devices(ctx context.Context, accessToken string) ([]homeserver.Device, error)
+	DeleteDevice(ctx context.Context, accessToken string, userID id.UserID, password, deviceID string) error
+	WithPassword(ctx context.Context, accessToken, method, path string, userID id.UserID, password string, body map[string]any) error
 	CheckedHeader(r *http.Request, accessToken string) http.Header
 	WithOrigin(ctx context.Context, r *http.Request) context.Context
 	Proxy() http.Handler
@@ -226,6 +229,7 @@ func New(o Options) *Gateway {
 		SweepInterval: o.Config.SweepInterval, Observe: o.Metrics.HeldLogin}, o.Homeserver, o.Store, o.Box, g.engine, o.Logger, o.Now)
 	ocfg := o.Config.OAuth
 	ocfg.Issuer, ocfg.AccountURI = oauth.Issuer(o.Config.PublicBaseURL), oauth.Issuer(o.Config.PublicBaseURL)+pages.SelfServicePath
+	ocfg.AccountActions = pages.AccountActions
 	g.oauth = oauth.New(ocfg, o.Store, o.Homeserver, o.Box, o.Logger, o.Now)
 	g.policy = policy.New(o.Config.Policy, o.Store, o.Accounts, admin.HomeserverChecker{HS: o.Homeserver}, o.Now)
 	g.pages = pages.New(pages.Deps{Config: pages.Config{SSOProviderID: o.Config.SSOProviderID, SSOProviderName: o.Config.SSOProviderName,

@@ -111,7 +111,7 @@ func redirectParams(t *testing.T, p pgPage, prefix string) url.Values {
 	}
 	raw := u.RawQuery
 	if u.Fragment != "" {
-		raw = u.Fragment
+		raw = u.EscapedFragment() // as sent: Fragment is already unescaped
 	}
 	v, err := url.ParseQuery(raw)
 	if err != nil {

@@ -85,9 +85,18 @@ func (g *Gateway) handleGuarded(ep guardedEndpoint) http.HandlerFunc {
 				return
 			}
 		}
+		oauthStage := false
+		if enabled {
+			if oauthStage, err = g.wantsOAuthStage(r, q); err != nil {
+				httpx.WriteError(w, r, err)
+				return
+			}
+		}
 		switch {
 		case !enabled || g.trustedGuarded(r, q):
 			g.forwardAs(w, r, q, q.authBody(q.clientSession()))
+		case oauthStage:
+			g.oauthStage(w, r, q)
 		case ep.OwnUIA:
 			g.ownUIA(w, r, q)
 		default:

@@ -325,6 +325,18 @@ func (c *Client) resolve(pathAndQuery string) (*url.URL, error) {
 // bearer token and returns the response when its status is 200; otherwise the
 // error from statusError.
 func (c *Client) call(ctx context.Context, method, path, accessToken string, reqBody any) (*Response, error) {
+	resp, err := c.send(ctx, method, path, accessToken, reqBody)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status != http.StatusOK {
+		return nil, statusError(method+" "+path, resp)
+	}
+	return resp, nil
+}
+
+// send is call without the status check: any answer is returned.
+func (c *Client) send(ctx context.Context, method, path, accessToken string, reqBody any) (*Response, error) {
 	var body []byte
 	if reqBody != nil {
 		var err error
@@ -341,14 +353,7 @@ func (c *Client) call(ctx context.Context, method, path, accessToken string, req
 	if accessToken != "" {
 		h.Set("Authorization", "Bearer "+accessToken)
 	}
-	resp, err := c.Do(ctx, method, path, h, body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.Status != http.StatusOK {
-		return nil, statusError(method+" "+path, resp)
-	}
-	return resp, nil
+	return c.Do(ctx, method, path, h, body)
 }
 
 // statusError turns a non-200 answer into an error: a mautrix.RespError (with

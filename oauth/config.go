@@ -26,6 +26,8 @@ type Config struct {
 	// by the wiring, not read from the file.
 	Issuer     string `yaml:"-"`
 	AccountURI string `yaml:"-"`
+	// AccountActions are the account management actions AccountURI serves.
+	AccountActions []string `yaml:"-"`
 }
 
 // Defaults fills in the zero durations.

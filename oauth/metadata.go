@@ -37,5 +37,6 @@ func (s *Server) Metadata(w http.ResponseWriter, r *http.Request) {
 		TokenEndpointAuthMethods: []string{"none"},
 		RevocationAuthMethods:    []string{"none"},
 		AccountManagementURI:     s.cfg.AccountURI,
+		AccountManagementActions: s.cfg.AccountActions,
 	})
 }

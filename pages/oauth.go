@@ -42,6 +42,7 @@ type OAuth interface {
 	ParseAuthorize(ctx context.Context, q url.Values) (*oauth.Request, error)
 	IssueCode(ctx context.Context, req *oauth.Request, login *mautrix.RespLogin) (string, error)
 	SignInTTL() time.Duration
+	SealApproval(sid, password string) ([]byte, error)
 }
 
 // oauthData is the authorization page's template data.

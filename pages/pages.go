@@ -11,6 +11,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/flows"
 	"github.com/matrix-2fa/matrix-2fa/held"
+	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/policy"
 	"github.com/matrix-2fa/matrix-2fa/ratelimit"
 	"github.com/matrix-2fa/matrix-2fa/storage"
@@ -38,6 +39,9 @@ type Homeserver interface {
 	PasswordLogin(ctx context.Context, user, password string, deviceID id.DeviceID, displayName string) (*mautrix.RespLogin, error)
 	CheckPassword(ctx context.Context, userID id.UserID, password string) (bool, error)
 	Logout(ctx context.Context, accessToken string) error
+	Devices(ctx context.Context, accessToken string) ([]homeserver.Device, error)
+	DeleteDevice(ctx context.Context, accessToken string, userID id.UserID, password, deviceID string) error
+	WithPassword(ctx context.Context, accessToken, method, path string, userID id.UserID, password string, body map[string]any) error
 }
 
 // Sealer encrypts what the pages keep for a user, and derives keys.

@@ -18,6 +18,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/canonical"
 	"github.com/matrix-2fa/matrix-2fa/flows"
+	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/policy"
@@ -74,6 +75,9 @@ type selfSessionData struct {
 	// Policy says the enforcement policy applied to the user at sign-in
 	// (asked with the sign-in's token, which the page does not keep).
 	Policy bool `json:"policy,omitempty"`
+	// Next is the account management view to open once signed in (a query
+	// made by accountTarget).
+	Next string `json:"next,omitempty"`
 }
 
 type selfSession struct {
@@ -98,6 +102,15 @@ type selfView struct {
 	Retry     string
 	Back      bool
 	Lists     *listsView
+	// Account management views: Next is the action to come back to after
+	// signing in; TwoFA says the forms ask for a code; Listed says Devices
+	// were read from the homeserver.
+	Next     string
+	TwoFA    bool
+	DeviceID string
+	XSession string
+	Devices  []homeserver.Device
+	Listed   bool
 }
 
 type enrolView struct {
@@ -251,14 +264,17 @@ func (p *Pages) SelfGet(w http.ResponseWriter, r *http.Request) {
 		p.selfInternal(w, r, nil, err)
 		return
 	}
+	view, next := accountTarget(r.URL.Query())
 	switch {
 	case s == nil:
 		if _, err := r.Cookie(selfSessionCookie); err == nil {
 			p.setSelfCookie(w, r, selfSessionCookie, "", -1)
 		}
-		p.renderSelf(w, r, http.StatusOK, nil, selfView{View: "signin"}, "")
+		p.renderSelf(w, r, http.StatusOK, nil, selfView{View: "signin", Next: next}, "")
 	case s.data.Stage == stagePassword:
 		p.renderSelf(w, r, http.StatusOK, s, selfView{View: "code"}, "")
+	case view != "":
+		p.renderAction(w, r, s, view)
 	default:
 		p.renderStatus(w, r, http.StatusOK, s, "", "")
 	}
@@ -383,6 +399,14 @@ func (p *Pages) selfAction(w http.ResponseWriter, r *http.Request, s *selfSessio
 		p.selfBotCreate(w, r, s)
 	case "bot-revoke":
 		p.selfBotRevoke(w, r, s)
+	case "devices":
+		p.selfDevices(w, r, s)
+	case "device_delete":
+		p.selfDeviceDelete(w, r, s)
+	case "deactivate":
+		p.selfDeactivate(w, r, s)
+	case "xsign_approve":
+		p.selfXSignApprove(w, r, s)
 	default:
 		p.renderStatus(w, r, http.StatusBadRequest, s, "", "Unknown action.")
 	}
@@ -447,12 +471,22 @@ func (p *Pages) selfSignIn(w http.ResponseWriter, r *http.Request) {
 		stage, ttl = stagePassword, selfPendingTTL
 	}
 	p.dropSelfCookieSession(r)
-	if _, err := p.newSelfSession(ctx, w, r, userID, selfSessionData{Stage: stage, Policy: underPolicy}, ttl); err != nil {
+	next := safeNext(r.PostForm.Get("next"))
+	if _, err := p.newSelfSession(ctx, w, r, userID, selfSessionData{Stage: stage, Policy: underPolicy, Next: next}, ttl); err != nil {
 		p.selfInternal(w, r, nil, err)
 		return
 	}
 	httpx.Logger(r).WithField("stage", stage).Info("self-service sign-in: password accepted")
-	http.Redirect(w, r, SelfServicePath, http.StatusSeeOther)
+	http.Redirect(w, r, selfURL(next, stage), http.StatusSeeOther)
+}
+
+// selfURL is where a sign-in step goes next: the account management view
+// once fully signed in, else the page.
+func selfURL(next, stage string) string {
+	if next == "" || stage != stageFull {
+		return SelfServicePath
+	}
+	return SelfServicePath + "?" + next
 }
 
 // dropSelfCookieSession deletes the session the request's cookie names, if any.
@@ -487,7 +521,7 @@ func (p *Pages) selfSecondFactor(w http.ResponseWriter, r *http.Request, s *self
 		return
 	}
 	httpx.Logger(r).Info("self-service sign-in: second factor accepted")
-	http.Redirect(w, r, SelfServicePath, http.StatusSeeOther)
+	http.Redirect(w, r, selfURL(s.data.Next, stageFull), http.StatusSeeOther)
 }
 
 // codeFailure answers a failed code check: 429 when locked out, 403 for a

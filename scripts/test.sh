@@ -53,7 +53,7 @@ done
 command -v go >/dev/null 2>&1 || die "go is not on PATH; install Go (see go.mod for the version)"
 go version
 export CGO_ENABLED=1 # mattn/go-sqlite3 needs cgo; fail loudly rather than build a stub
-# playwright-core for the browser tests, from the committed lock file; never a
+# playwright-core, matrix-js-sdk and esbuild for the browser tests, from the committed lock file; never a
 # browser download (they use the system Chromium).
 if [ ! -d tests/browser/node_modules ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules ]; then
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/browser --no-audit --no-fund

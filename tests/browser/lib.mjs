@@ -158,3 +158,29 @@ export async function main(fn) {
   }
   await browser.close();
 }
+
+// routeIssuer sends the context's requests to issuer (an https origin the
+// gateway is configured with as public_base_url, never resolved) to the
+// gateway at gatewayURL; cookies go back to Chromium as they are. Chromium
+// does not hand a redirect's next request to the route handler when it stays
+// on the same origin (Playwright: "the handler will only be called for the
+// first url if the response is a redirect"), so a redirect within the issuer
+// becomes a page that goes there at once (meta refresh; the same headers,
+// Set-Cookie included); redirects elsewhere (to a client) stay redirects.
+export async function routeIssuer(context, issuer, gatewayURL) {
+  const origin = new URL(issuer).origin;
+  await context.route((u) => u.origin === origin, async (r) => {
+    const u = new URL(r.request().url());
+    const res = await r.fetch({ url: gatewayURL + u.pathname + u.search, maxRedirects: 0 });
+    const headers = res.headers();
+    const to = headers.location && new URL(headers.location, r.request().url());
+    if (!to || to.origin !== origin) {
+      await r.fulfill({ response: res });
+      return;
+    }
+    delete headers.location;
+    headers['content-type'] = 'text/html; charset=utf-8';
+    const target = to.href.replace(/&/g, '&amp;').replace(/"/g, '&quot;');
+    await r.fulfill({ status: 200, headers, body: `<!doctype html><meta http-equiv="refresh" content="0;url=${target}">` });
+  });
+}
