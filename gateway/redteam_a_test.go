@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -114,5 +115,38 @@ func TestRedTeamAOAuthIssuesTokenToBlockedUser(t *testing.T) {
 	tok := e.exchange(client, params.Get("code"), "https://app.example/cb", p.verifier)
 	if tok.Status == 200 && tok.str("access_token") != "" {
 		t.Fatalf("OAuth issued an access token (device RTOAUTHDEV) to a user /login refuses: %s", tok.Raw)
+	}
+}
+
+// TestRedTeamATrustNotGrantedWithoutSecondFactor: neither the challenge nor
+// a wrong code makes a client trusted; always_ask ops ask under every prefix.
+func TestRedTeamATrustNotGrantedWithoutSecondFactor(t *testing.T) {
+	t.Parallel()
+	e := trustedFast(t, 5*time.Minute)
+	r := trustedFrom.send(e, "POST", deleteDevices, obj{"devices": []string{"D1"}})
+	s := r.str("session")
+	if w := trustedFrom.send(e, "POST", deleteDevices, obj{"devices": []string{"D1"}, "auth": wrongAuth(alice)(e, s)}); w.Status != 401 {
+		t.Fatalf("wrong code: %d %s", w.Status, w.Raw)
+	}
+	// A password stage before the second factor is refused, and trusts nothing.
+	trustedFrom.send(e, "POST", deleteDevices, obj{"devices": []string{"D1"}, "auth": passwordAuth2("alice", alicePW)(e, s)})
+	r = trustedFrom.send(e, "POST", deleteDevices, obj{"devices": []string{"D2"}})
+	if !slices.EqualFunc(r.flows(), totpThenPassword, slices.Equal) {
+		t.Fatalf("trusted without a completed second factor: %d %s", r.Status, r.Raw)
+	}
+
+	deleteWith2FA(t, e, trustedFrom)
+	for _, p := range []string{"/_matrix/client/r0/account/deactivate", "/_matrix/client/unstable/account/deactivate",
+		"/_matrix/client/v3/account/password", "/_matrix/client/unstable/keys/device_signing/upload"} {
+		r := trustedFrom.send(e, "POST", p, obj{})
+		if !slices.ContainsFunc(r.flows(), func(f []string) bool { return slices.Contains(f, "m.login.2fa.totp") }) {
+			t.Errorf("always_ask %s skipped for a trusted client: %d %s", p, r.Status, r.Raw)
+		}
+	}
+	for _, p := range []string{"/_matrix/client/r0/account/two-factor/totp", "/_matrix/client/v3/account/two-factor/totp"} {
+		r := trustedFrom.send(e, "DELETE", p, obj{"auth": passwordAuth2("alice", alicePW)(e, "")})
+		if r.Status == 200 {
+			t.Errorf("DELETE %s with the password from a trusted client disabled 2FA", p)
+		}
 	}
 }
