@@ -1,0 +1,136 @@
+package gateway_test
+
+import (
+	"context"
+	"html"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Red team B: remember this browser, bot tokens, the account page's
+// management actions and the m.oauth stage.
+
+// TestRedTeamBBotTokenLimitRace: max_per_user (MaxBotTokens) is a
+// check-then-insert in selfBotCreate with a slow homeserver login in
+// between, so concurrent creations from one full session all pass the check.
+func TestRedTeamBBotTokenLimitRace(t *testing.T) {
+	e := rememberEnv(t) // MaxBotTokens = 2
+	u := e.enrol("botrace")
+	b := e.accountPage(u)
+	csrf := b.last.csrf(t)
+
+	const n = 8
+	var wg sync.WaitGroup
+	made := make([]bool, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			form := url.Values{"action": {"bot-create"}, "name": {"race"}, "password": {u.Password}, "csrf": {csrf}}
+			req, _ := http.NewRequest("POST", e.srv.URL+selfPath, strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			hr, err := b.c.Do(req)
+			if err != nil {
+				return
+			}
+			raw, _ := io.ReadAll(hr.Body)
+			hr.Body.Close()
+			made[i] = hr.StatusCode == 200 && strings.Contains(string(raw), "Copy it now")
+		}()
+	}
+	wg.Wait()
+	shown := 0
+	for _, ok := range made {
+		if ok {
+			shown++
+		}
+	}
+	stored, err := e.db.BotTokens(context.Background(), string(u.UserID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shown > 2 || len(stored) > 2 {
+		t.Fatalf("max_per_user is 2, but %d concurrent creations succeeded (%d stored)", shown, len(stored))
+	}
+}
+
+// TestRedTeamBBotTokenRevokeOther: another user's token ID cannot be
+// revoked; a CSRF-less creation is refused.
+func TestRedTeamBBotTokenRevokeOther(t *testing.T) {
+	e := rememberEnv(t)
+	alice, mallory := e.enrol("botalice"), e.enrol("botmallory")
+	a := e.accountPage(alice)
+	p := a.post("action", "bot-create", "name", "a", "password", alice.Password)
+	wantPage(t, p, 200, "Copy it now")
+	token := html.UnescapeString(reNewToken.FindStringSubmatch(p.Body)[1])
+	id := html.UnescapeString(reRevokeID.FindStringSubmatch(a.get().Body)[1])
+
+	m := e.accountPage(mallory)
+	wantPage(t, m.post("action", "bot-revoke", "id", id), 404)
+	wantPage(t, m.post("action", "bot-create", "name", "x", "password", mallory.Password, "csrf", "x"), 403)
+	if r := e.gw("GET", "/_matrix/client/v3/sync?timeout=0", token, nil); r.Status != 200 {
+		t.Fatalf("alice's bot token after mallory's revoke: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestRedTeamBRememberNeedsRightCode: the one-form path with a wrong code
+// and "remember" sets no cookie; a remembered login does not renew it; a
+// cookie of one user does not skip the code for another.
+func TestRedTeamBRememberNeedsRightCode(t *testing.T) {
+	e := rememberEnv(t)
+	u, v := e.enrol("rememberu"), e.enrol("rememberv")
+	page := ssoPage(ssoAllowed)
+
+	c := e.pgClient()
+	get := c.get(page)
+	p := c.post(page, "csrf", get.hidden("csrf"), "step", "credentials", "confirm", get.hidden("confirm"),
+		"username", u.Localpart, "password", u.Password, "code", e.wrongCode(u), "remember", "1")
+	if strings.Contains(strings.Join(p.Header["Set-Cookie"], "\n"), rememberCookieName) {
+		t.Fatalf("a wrong code in the one-form path set the remember cookie: %v", p.Header["Set-Cookie"])
+	}
+	if !e.ssoAsksCode(c, u) {
+		t.Fatal("remembered after a wrong code")
+	}
+
+	c = e.pgClient()
+	e.ssoRemember(c, u)
+	get = c.get(page)
+	p = c.post(page, "csrf", get.hidden("csrf"), "step", "credentials", "confirm", get.hidden("confirm"),
+		"username", u.Localpart, "password", u.Password, "remember", "1")
+	if strings.Contains(strings.Join(p.Header["Set-Cookie"], "\n"), rememberCookieName) {
+		t.Fatalf("a remembered login renewed the cookie: %v", p.Header["Set-Cookie"])
+	}
+	e.ssoSignedIn(p)
+	if !e.ssoAsksCode(c, v) {
+		t.Fatal("u's remember cookie skipped v's code")
+	}
+	// /login with the cookie still needs the code.
+	r := e.gw("POST", "/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password",
+		"identifier": map[string]any{"type": "m.id.user", "user": u.Localpart}, "password": u.Password})
+	if r.Status == 200 && r.str("access_token") != "" {
+		t.Fatalf("/login without a code: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestRedTeamBXSignApproveOtherUser: a signed-in user cannot approve
+// another user's m.oauth session (nor with a wrong code their own).
+func TestRedTeamBXSignApproveOtherUser(t *testing.T) {
+	e := oauthEnv(t)
+	victim, mallory := e.enrol("xsvictim"), e.enrol("xsmallory")
+	at := e.oauthToken(victim, "XSVICTIM01")
+	expect(t, e.gw("POST", xsignUpload, at, map[string]any{"master_key": masterKey(victim.UserID)}), 200, "")
+	body := map[string]any{"master_key": masterKey(victim.UserID)}
+	ch := e.gw("POST", xsignUpload, at, body)
+	expect(t, ch, 401, "")
+	session := ch.str("session")
+
+	m := e.accountPage(mallory)
+	m.getQuery(url.Values{"action": {"org.matrix.cross_signing_reset"}, "session": {session}}.Encode())
+	wantPage(t, m.post("action", "xsign_approve", "session", session, "password", mallory.Password, "code", e.code(mallory)), 400)
+	body["auth"] = map[string]any{"session": session}
+	expect(t, e.gw("POST", xsignUpload, at, body), 401, "")
+}
