@@ -5,10 +5,18 @@ import (
 	"html"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/matrix-2fa/matrix-2fa/internal/dendrite"
+	"github.com/matrix-2fa/matrix-2fa/internal/tesths"
 )
 
 // Red team B: remember this browser, bot tokens, the account page's
@@ -133,4 +141,77 @@ func TestRedTeamBXSignApproveOtherUser(t *testing.T) {
 	wantPage(t, m.post("action", "xsign_approve", "session", session, "password", mallory.Password, "code", e.code(mallory)), 400)
 	body["auth"] = map[string]any{"session": session}
 	expect(t, e.gw("POST", xsignUpload, at, body), 401, "")
+}
+
+// redteamEnv is rememberEnv with the gateway logging to out at trace level
+// and its homeserver behind a proxy that records every Cookie header it is
+// sent.
+func redteamEnv(t *testing.T, out io.Writer) (*env, func() []string) {
+	t.Helper()
+	log := logrus.New()
+	log.SetOutput(out)
+	log.SetLevel(logrus.TraceLevel)
+	log.SetFormatter(&logrus.JSONFormatter{})
+	real := tesths.Dendrite(t)
+	target, _ := url.Parse(real.URL)
+	var mu sync.Mutex
+	var cookies []string
+	rp := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := r.Header.Values("Cookie"); len(c) > 0 {
+			mu.Lock()
+			cookies = append(cookies, r.URL.Path+": "+strings.Join(c, "; "))
+			mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	e := newEnvLogged(t, &dendrite.Server{URL: front.URL, ServerName: real.ServerName}, log, func(g *gatewayConfig, _ *accountConfig) {
+		g.RedirectAllowlist = []string{ssoAllowed}
+		g.RememberTTL = 720 * time.Hour
+		g.MaxBotTokens = 2
+	})
+	e.hs = real
+	return e, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), cookies...) }
+}
+
+// TestRedTeamBRememberCookieNotUpstream: the remember cookie (Path
+// /_matrix/client/) is a 30-day stand-in for the second factor; the gateway
+// must not hand it to the homeserver with every proxied client request.
+func TestRedTeamBRememberCookieNotUpstream(t *testing.T) {
+	e, upstream := redteamEnv(t, io.Discard)
+	u := e.enrol("cookieup")
+	c := e.pgClient()
+	cookie := e.ssoRemember(c, u)
+	c.get("/_matrix/client/v3/capabilities")
+	c.get("/_matrix/client/versions")
+	for _, h := range upstream() {
+		if strings.Contains(h, cookie.Value) {
+			t.Fatalf("the homeserver was sent the remember cookie: %s", h)
+		}
+	}
+}
+
+// TestRedTeamBSecretsNotLogged: the bot token and the remember cookie are
+// not in the gateway's log (trace level).
+func TestRedTeamBSecretsNotLogged(t *testing.T) {
+	out := &lockedBuffer{}
+	e, _ := redteamEnv(t, out)
+	u := e.enrol("logsecrets")
+	cookie := e.ssoRemember(e.pgClient(), u)
+	b := e.accountPage(u)
+	p := b.post("action", "bot-create", "name", "logged", "password", u.Password)
+	wantPage(t, p, 200, "Copy it now")
+	token := html.UnescapeString(reNewToken.FindStringSubmatch(p.Body)[1])
+	id := html.UnescapeString(reRevokeID.FindStringSubmatch(b.get().Body)[1])
+	wantPage(t, b.post("action", "bot-revoke", "id", id), 200, "was revoked")
+	log := out.String()
+	for name, s := range map[string]string{"bot token": token, "remember cookie": cookie.Value, "password": u.Password} {
+		if strings.Contains(log, s) {
+			t.Errorf("the log holds the %s", name)
+		}
+	}
+	if p.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("the page with the new token is cacheable: %q", p.Header.Get("Cache-Control"))
+	}
 }
