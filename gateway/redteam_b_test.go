@@ -17,6 +17,7 @@ import (
 
 	"github.com/matrix-2fa/matrix-2fa/internal/dendrite"
 	"github.com/matrix-2fa/matrix-2fa/internal/tesths"
+	"github.com/matrix-2fa/matrix-2fa/policy"
 )
 
 // Red team B: remember this browser, bot tokens, the account page's
@@ -213,5 +214,43 @@ func TestRedTeamBSecretsNotLogged(t *testing.T) {
 	}
 	if p.Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("the page with the new token is cacheable: %q", p.Header.Get("Cache-Control"))
+	}
+}
+
+// TestRedTeamBEnrolContinueWithoutCode: under an enforced policy, a sign-in
+// held at the enrolment step is released by "continue" as soon as the user
+// has 2FA on, whoever turned it on: an attacker with the password alone
+// parks a sign-in at the enrolment step, the user enrols (anywhere), and the
+// attacker's "continue" yields a login for a 2FA user without any code.
+func TestRedTeamBEnrolContinueWithoutCode(t *testing.T) {
+	ctx := context.Background()
+	e := policyEnv(t, policy.Config{Enforce: policy.ModeAll})
+	victim := tesths.RegisterUser(t, e.hs, "polvictim")
+	page := ssoPage(ssoAllowed)
+	c := e.pgClient()
+	pgWant(t, c.ssoCredentials(page, victim.UserID, victim.Password), 200, `id="skip"`) // the grace period starts
+	e.clock.Add(polGrace + time.Hour)
+
+	// The attacker, with the password only, parks a sign-in at enrolment.
+	attacker := e.pgClient()
+	held := attacker.ssoCredentials(page, victim.Localpart, victim.Password)
+	pgWant(t, held, 200, "requires two-factor authentication", `id="qr"`)
+
+	// The victim turns 2FA on (here through the account service, as the
+	// self-service page or their own sign-in page would).
+	uid := string(victim.UserID)
+	if _, err := e.acc.Enrol(ctx, uid); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := e.db.Pending(ctx, uid)
+	secret, _ := e.opts.Box.Open(uid, p.KeyID, p.Secret)
+	if _, err := e.acc.Confirm(ctx, uid, e.code(&enrolled{secret: secret})); err != nil {
+		t.Fatal(err)
+	}
+
+	done := attacker.post(page, "csrf", held.hidden("csrf"), "step", "continue", "session", held.hidden("session"))
+	if done.Status == http.StatusFound {
+		r := e.ssoRedeem(ssoToken(t, done, ssoAllowed), "")
+		t.Fatalf("\"continue\" on a sign-in that never enrolled nor gave a code released the login (%d): %s", r.Status, r.Raw)
 	}
 }
