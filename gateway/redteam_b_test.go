@@ -254,3 +254,27 @@ func TestRedTeamBEnrolContinueWithoutCode(t *testing.T) {
 		t.Fatalf("\"continue\" on a sign-in that never enrolled nor gave a code released the login (%d): %s", r.Status, r.Raw)
 	}
 }
+
+// TestRedTeamBStepUpCodeReuse: the code that signed the account page in
+// does not also deactivate the account; a legacy token's cross-signing UIA
+// session (2FA stage in front) cannot be approved on the page.
+func TestRedTeamBStepUpCodeReuse(t *testing.T) {
+	e := oauthEnv(t)
+	u := e.enrol("reusecode")
+	b := e.browser()
+	wantPage(t, b.signIn(u.User), 200, `name="code"`)
+	used := e.code(u)
+	wantPage(t, b.post("action", "code", "code", used), 200, `id="status"`)
+	const view = "action=org.matrix.account_deactivate"
+	b.getQuery(view)
+	wantPage(t, b.post("action", "deactivate", "password", u.Password, "code", used), 403)
+	if _, err := e.hs.Login(context.Background(), u.Localpart, u.Password); err != nil {
+		t.Fatalf("deactivated with a reused code: %v", err)
+	}
+
+	expect(t, e.gw("POST", xsignUpload, u.AccessToken, map[string]any{"master_key": masterKey(u.UserID)}), 200, "")
+	ch := e.gw("POST", xsignUpload, u.AccessToken, map[string]any{"master_key": masterKey(u.UserID)})
+	expect(t, ch, 401, "")
+	b.getQuery(url.Values{"action": {"org.matrix.cross_signing_reset"}, "session": {ch.str("session")}}.Encode())
+	wantPage(t, b.post("action", "xsign_approve", "session", ch.str("session"), "password", u.Password, "code", e.code(u)), 400)
+}
