@@ -16,6 +16,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/oauth"
+	"github.com/matrix-2fa/matrix-2fa/policy"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 )
 
@@ -149,12 +150,15 @@ func (p *Pages) authorizeCredentials(w http.ResponseWriter, r *http.Request, q *
 	user, password := strings.TrimSpace(q.form.Get("username")), q.form.Get("password")
 	q.d.Username = user
 	check, err := p.passwordLogin(r, user, password)
-	if err == nil {
-		err = p.hs.Logout(context.WithoutCancel(r.Context()), check.AccessToken)
-	}
 	var enabled bool
 	if err == nil {
 		enabled, err = p.acc.Enabled(r.Context(), string(check.UserID))
+		if err == nil && !enabled {
+			err = p.mustEnrolFirst(r.Context(), check)
+		}
+		if lerr := p.hs.Logout(context.WithoutCancel(r.Context()), check.AccessToken); err == nil {
+			err = lerr
+		}
 	}
 	if err != nil {
 		p.signInRefusedPage(w, r, q.page, "oauth.html", err)
@@ -174,6 +178,19 @@ func (p *Pages) authorizeCredentials(w http.ResponseWriter, r *http.Request, q *
 	q.page.CSRF = p.csrf.token("oauth-code\x00"+r.URL.RawQuery+"\x00"+sid, q.cookie, p.now())
 	httpx.Logger(r).WithField("user_id", userID).Info("oauth page: password right, asking for the code")
 	renderPage(w, http.StatusOK, "oauth.html", q.page)
+}
+
+// mustEnrolFirst is httperr.ErrEnrolFirst for the user of login, without
+// 2FA, when the enforcement policy (asked with login's token) blocks them.
+func (p *Pages) mustEnrolFirst(ctx context.Context, login *mautrix.RespLogin) error {
+	if p.policy == nil {
+		return nil
+	}
+	st, err := p.policy.Evaluate(policy.WithAccessToken(ctx, login.AccessToken), string(login.UserID))
+	if err == nil && st.Enforced {
+		return httperr.ErrEnrolFirst
+	}
+	return err
 }
 
 func oauthOwner(userID string) string { return "oauth-signin:" + userID }

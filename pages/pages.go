@@ -126,7 +126,7 @@ type Remembered interface {
 	Browsers(ctx context.Context, userID string, now time.Time) ([]storage.RememberedBrowser, error)
 	DeleteBrowser(ctx context.Context, userID string, hash []byte) (bool, error)
 	DeleteBrowsers(ctx context.Context, userID string) (int, error)
-	PutBotToken(ctx context.Context, t storage.BotToken) error
+	PutBotToken(ctx context.Context, t storage.BotToken, limit int) error
 	BotTokens(ctx context.Context, userID string) ([]storage.BotToken, error)
 	TakeBotToken(ctx context.Context, userID, id string) (storage.BotToken, error)
 }

@@ -131,6 +131,10 @@ func (p *Pages) signInConfirm(w http.ResponseWriter, r *http.Request, q *signin,
 	ev, ok := p.openEnrolment(ctx, s.UserID, signInEnrolOwner(s.ID), sealed)
 	codes, err := p.acc.Confirm(ctx, s.UserID, strings.ReplaceAll(q.form.Get("code"), " ", ""))
 	if err == nil {
+		// Only this sign-in, which confirmed the enrolment, may "continue".
+		err = p.engine.MarkCompleted(ctx, s, stageEnrol)
+	}
+	if err == nil {
 		httpx.Logger(r).Info("sign-in page: two-factor authentication enabled under the policy")
 		q.d.Session, q.d.UserID, q.d.Codes, q.d.CodesHref = s.ID, s.UserID, codes, codesHref(s.UserID, codes)
 		q.page.CSRF = p.csrf.token("signin-enrol\x00"+q.raw+"\x00"+s.ID, q.cookie, p.now())
@@ -151,13 +155,20 @@ func (p *Pages) signInConfirm(w http.ResponseWriter, r *http.Request, q *signin,
 }
 
 // signInRelease issues the login token for held sign-in s: with enrolled,
-// once the user has 2FA; else ("Not now") once the policy, asked with the
-// held login's own token, does not block the user.
+// once this sign-in confirmed the enrolment; else ("Not now") while the user
+// has no 2FA and the policy, asked with the held login's own token, does not
+// block the user. "Continue" on a sign-in that did not confirm, or "Not now"
+// once 2FA is on (turned on elsewhere, perhaps by the user while someone else
+// holds the password), ends that sign-in: a new one asks for the code.
 func (p *Pages) signInRelease(w http.ResponseWriter, r *http.Request, q *signin, s *uia.Session, enrolled bool) {
 	ctx := r.Context()
 	on, err := p.acc.Enabled(ctx, s.UserID)
-	if err == nil && enrolled && !on {
-		err = errors.New("pages: continue without 2FA on")
+	if err == nil && (enrolled != on || enrolled && !s.HasCompleted(stageEnrol)) {
+		httpx.Logger(r).WithField("continue", enrolled).Warn("sign-in page: enrolment step refused (not confirmed by this sign-in, or 2FA on elsewhere)")
+		p.held.Drop(ctx, s, httpx.Logger(r))
+		q.page.Error = "Please sign in again."
+		renderPage(w, http.StatusForbidden, "signin.html", q.page)
+		return
 	}
 	var body []byte
 	if err == nil {
