@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -225,33 +226,42 @@ func TestRedTeamBSecretsNotLogged(t *testing.T) {
 func TestRedTeamBEnrolContinueWithoutCode(t *testing.T) {
 	ctx := context.Background()
 	e := policyEnv(t, policy.Config{Enforce: policy.ModeAll})
-	victim := tesths.RegisterUser(t, e.hs, "polvictim")
 	page := ssoPage(ssoAllowed)
-	c := e.pgClient()
-	pgWant(t, c.ssoCredentials(page, victim.UserID, victim.Password), 200, `id="skip"`) // the grace period starts
-	e.clock.Add(polGrace + time.Hour)
+	for i, c := range []struct {
+		step       string
+		afterGrace bool
+	}{{"continue", true}, {"skip", true}, {"continue", false}, {"skip", false}} {
+		victim := tesths.RegisterUser(t, e.hs, fmt.Sprintf("polvictim%d", i))
+		pgWant(t, e.pgClient().ssoCredentials(page, victim.UserID, victim.Password), 200, `id="skip"`) // the grace period starts
+		if c.afterGrace {
+			e.clock.Add(polGrace + time.Hour)
+		}
+		// The attacker, with the password only, parks a sign-in at enrolment.
+		attacker := e.pgClient()
+		held := attacker.ssoCredentials(page, victim.Localpart, victim.Password)
+		pgWant(t, held, 200, `id="qr"`)
 
-	// The attacker, with the password only, parks a sign-in at enrolment.
-	attacker := e.pgClient()
-	held := attacker.ssoCredentials(page, victim.Localpart, victim.Password)
-	pgWant(t, held, 200, "requires two-factor authentication", `id="qr"`)
+		// The victim turns 2FA on (here through the account service, as the
+		// self-service page or their own sign-in page would).
+		uid := string(victim.UserID)
+		if _, err := e.acc.Enrol(ctx, uid); err != nil {
+			t.Fatal(err)
+		}
+		p, _ := e.db.Pending(ctx, uid)
+		secret, _ := e.opts.Box.Open(uid, p.KeyID, p.Secret)
+		if _, err := e.acc.Confirm(ctx, uid, e.code(&enrolled{secret: secret})); err != nil {
+			t.Fatal(err)
+		}
 
-	// The victim turns 2FA on (here through the account service, as the
-	// self-service page or their own sign-in page would).
-	uid := string(victim.UserID)
-	if _, err := e.acc.Enrol(ctx, uid); err != nil {
-		t.Fatal(err)
-	}
-	p, _ := e.db.Pending(ctx, uid)
-	secret, _ := e.opts.Box.Open(uid, p.KeyID, p.Secret)
-	if _, err := e.acc.Confirm(ctx, uid, e.code(&enrolled{secret: secret})); err != nil {
-		t.Fatal(err)
-	}
-
-	done := attacker.post(page, "csrf", held.hidden("csrf"), "step", "continue", "session", held.hidden("session"))
-	if done.Status == http.StatusFound {
-		r := e.ssoRedeem(ssoToken(t, done, ssoAllowed), "")
-		t.Fatalf("\"continue\" on a sign-in that never enrolled nor gave a code released the login (%d): %s", r.Status, r.Raw)
+		done := attacker.post(page, "csrf", held.hidden("csrf"), "step", c.step, "session", held.hidden("session"))
+		if done.Status == http.StatusFound {
+			r := e.ssoRedeem(ssoToken(t, done, ssoAllowed), "")
+			t.Errorf("%q (after the grace: %v) on a sign-in that never enrolled nor gave a code released the login (%d): %s",
+				c.step, c.afterGrace, r.Status, r.Raw)
+		}
+		if c.afterGrace {
+			e.clock.Add(-(polGrace + time.Hour))
+		}
 	}
 }
 
