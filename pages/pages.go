@@ -32,6 +32,8 @@ type Accounts interface {
 	Disable(ctx context.Context, userID string) error
 	// Record appends an audit event (bot tokens made and revoked).
 	Record(ctx context.Context, userID, kind, detail string)
+	// ForgetBrowsers forgets every remembered browser of userID.
+	ForgetBrowsers(ctx context.Context, userID, reason string) error
 }
 
 // Homeserver is what the pages need of the homeserver.
