@@ -2,7 +2,6 @@ package pages
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/matrix-2fa/matrix-2fa/httpx"
@@ -96,17 +95,17 @@ func (p *Pages) authorizeConfirm(w http.ResponseWriter, r *http.Request, q *auth
 	p.signInRefusedPage(w, r, q.page, "oauth_enrol.html", err)
 }
 
-// errEnrolState: "continue" without 2FA on, or "Not now" with it on.
-var errEnrolState = errors.New("pages: enrolment step does not match the user's 2FA state")
-
 // authorizeRelease takes pending sign-in s and goes on to the client's
 // login: with enrolled once the user has 2FA, else ("Not now") while the
 // user has none and the policy does not block them.
 func (p *Pages) authorizeRelease(w http.ResponseWriter, r *http.Request, q *authz, s storage.UIASession, enrolled bool) {
 	ctx := r.Context()
 	on, err := p.acc.Enabled(ctx, s.UserID)
-	if err == nil && on != enrolled {
-		err = errEnrolState
+	if err == nil && on != enrolled { // "continue" without 2FA on, or "Not now" with it on
+		httpx.Logger(r).WithField("enrolled", on).Warn("oauth page: enrolment step refused")
+		q.page.Error = "Your sign-in has expired. Please sign in again."
+		renderPage(w, http.StatusForbidden, "oauth.html", q.page)
+		return
 	}
 	var password string
 	if err == nil {
