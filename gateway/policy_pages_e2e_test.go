@@ -1,7 +1,10 @@
 package gateway_test
 
 import (
+	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -197,4 +200,26 @@ func TestRememberBrowserOAuthPage(t *testing.T) {
 	b := e.accountPage(u)
 	wantPage(t, b.post("action", "forget-browsers"), 200)
 	pgWant(t, c.oauthSignIn(page("REMDEV06"), u.Localpart, u.Password), 200, `name="code"`)
+}
+
+// TestBrowserPolicyEnrol runs tests/browser/policy.mjs: a user under policy
+// `all` after the grace period is walked through enrolment on the sign-in
+// page in headless Chromium and then gets in.
+func TestBrowserPolicyEnrol(t *testing.T) {
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, `<!doctype html><meta charset="utf-8"><title>Client</title><p>Back in the client</p>`)
+	}))
+	t.Cleanup(cb.Close)
+	e := newEnv(t, func(g *gatewayConfig, _ *accountConfig) {
+		g.RedirectAllowlist = []string{cb.URL + "/cb"}
+		g.Policy = policy.Config{Enforce: policy.ModeAll, Grace: polGrace}
+	})
+	u := tesths.RegisterUser(t, e.hs, "polbrowser")
+	expect(t, e.gw("GET", polSync, u.AccessToken, nil), 200, "") // the grace period starts
+	e.clock.Add(polGrace + time.Hour)
+	runBrowser(t, "policy.mjs", e.browserVars(&enrolled{User: u}, map[string]string{"CALLBACK_URL": cb.URL + "/cb"}))
+	if on, err := e.acc.Enabled(context.Background(), u.UserID); err != nil || !on {
+		t.Fatalf("2FA after the browser's enrolment: %v %v", on, err)
+	}
 }
