@@ -27,8 +27,9 @@ import (
 // "Not now"; after it, enrolling is the only way on. The homeserver's login
 // is held meanwhile in a KindSignIn session whose one flow is stageEnrol:
 // the code step never releases it (isEnrolSession), only "continue" once the
-// user has 2FA, or "skip" while the policy, asked again with the held
-// login's own token, does not block the user. The enrolment's secret rides
+// user has 2FA (with the form token only the recovery codes page carries,
+// purpose signin-enrolled), or "skip" while the user has no 2FA and the
+// policy, asked again with the held login's own token, does not block them. The enrolment's secret rides
 // in the form sealed for the session (as the self-service page keeps it in
 // its web session), so a mistyped code shows the same QR code again.
 
@@ -139,12 +140,15 @@ func (p *Pages) enrolStep(q *signin, s *uia.Session, st policy.State) {
 // "continue" releases the login once 2FA is on, "skip" releases it while the
 // policy does not block the user.
 func (p *Pages) signInEnrolStep(w http.ResponseWriter, r *http.Request, q *signin, step string) {
-	sid := q.form.Get("session")
+	sid, purpose := q.form.Get("session"), "signin-enrol"
+	if step == "continue" {
+		purpose = "signin-enrolled" // only the recovery codes page carries it
+	}
 	s, err := p.engine.LoadKind(r.Context(), sid, storage.KindSignIn)
 	if err == nil && !isEnrolSession(s) {
 		err = uia.ErrUnknownSession
 	}
-	if err != nil || !p.csrf.check("signin-enrol\x00"+q.raw+"\x00"+sid, q.cookie, q.form.Get("csrf"), p.now()) {
+	if err != nil || !p.csrf.check(purpose+"\x00"+q.raw+"\x00"+sid, q.cookie, q.form.Get("csrf"), p.now()) {
 		if err != nil && !errors.Is(err, uia.ErrUnknownSession) {
 			httpx.Logger(r).WithError(err).Error("sign-in page: loading the pending login")
 		}
@@ -171,7 +175,7 @@ func (p *Pages) signInConfirm(w http.ResponseWriter, r *http.Request, q *signin,
 	if err == nil {
 		httpx.Logger(r).Info("sign-in page: two-factor authentication enabled under the policy")
 		q.d.Session, q.d.UserID, q.d.Codes, q.d.CodesHref = s.ID, s.UserID, codes, codesHref(s.UserID, codes)
-		q.page.CSRF = p.csrf.token("signin-enrol\x00"+q.raw+"\x00"+s.ID, q.cookie, p.now())
+		q.page.CSRF = p.csrf.token("signin-enrolled\x00"+q.raw+"\x00"+s.ID, q.cookie, p.now())
 		renderPage(w, http.StatusOK, "signin_codes.html", q.page)
 		return
 	}
@@ -193,8 +197,11 @@ func (p *Pages) signInConfirm(w http.ResponseWriter, r *http.Request, q *signin,
 func (p *Pages) signInRelease(w http.ResponseWriter, r *http.Request, q *signin, s *uia.Session, enrolled bool) {
 	ctx := r.Context()
 	on, err := p.acc.Enabled(ctx, s.UserID)
-	if err == nil && enrolled && !on {
-		err = errors.New("pages: continue without 2FA on")
+	if err == nil && on != enrolled { // "continue" without 2FA on, or "Not now" with it on
+		httpx.Logger(r).WithField("enrolled", on).Warn("sign-in page: enrolment step refused")
+		q.page.Error = "Your sign-in has expired. Please sign in again."
+		renderPage(w, http.StatusForbidden, "signin.html", q.page)
+		return
 	}
 	var body []byte
 	if err == nil {
