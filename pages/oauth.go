@@ -23,7 +23,9 @@ import (
 // The OAuth 2.0 authorization page (GET/POST /_matrix2fa/oauth2/authorize):
 // the client's name and URI (the consent: "Sign in and allow" or "Deny"),
 // username and password, then for a user with 2FA the TOTP or recovery code
-// (same replay guard, lockout and audit as every entry point).
+// (same replay guard, lockout and audit as every entry point; skipped in a
+// browser remembered for the user, remember.go), or for a user under the
+// enforcement policy without 2FA its enrolment (oauth_enrol.go).
 //
 // The password is checked with a throw-away homeserver login (logged out at
 // once); the login the client gets, with the device ID its scope names, is
