@@ -129,3 +129,44 @@ func TestAccountDeactivateNeedsCode(t *testing.T) {
 		t.Fatal("the deactivated account can still log in")
 	}
 }
+
+// TestAccountPasswordChange: the account page changes the password only
+// after the current password and the code; other devices are signed out
+// when asked; the old password stops working.
+func TestAccountPasswordChange(t *testing.T) {
+	e := oauthEnv(t)
+	u := e.enrol("acctpw")
+	b := e.browser()
+	wantPage(t, b.signIn(u.User), 200, `name="code"`)
+	b.post("action", "code", "code", e.code(u))
+	const view = "action=org.matrix2fa.password_change"
+	wantPage(t, b.getQuery(view), 200, `id="view-password"`, `name="code"`)
+	const next = "a new pass phrase 42"
+	for _, c := range []struct {
+		form   []string
+		status int
+	}{
+		{[]string{"password", u.Password, "new_password", next, "new_password_again", next}, 400},                         // no code
+		{[]string{"password", u.Password, "new_password", next, "new_password_again", next + "x", "code", "1"}, 400},      // mismatch
+		{[]string{"password", u.Password, "new_password", next, "new_password_again", next, "code", e.wrongCode(u)}, 403}, // wrong code
+		{[]string{"password", "wrong", "new_password", next, "new_password_again", next, "code", "000000"}, 403},          // wrong password
+	} {
+		b.getQuery(view)
+		wantPage(t, b.post(append([]string{"action", "password_change"}, c.form...)...), c.status)
+		if _, err := e.hs.Login(context.Background(), u.Localpart, u.Password); err != nil {
+			t.Fatalf("the password changed after a refused form %v: %v", c.form, err)
+		}
+	}
+	b.getQuery(view)
+	wantPage(t, b.post("action", "password_change", "password", u.Password, "new_password", next, "new_password_again", next,
+		"logout_devices", "1", "code", e.code(u)), 200, "Your password is changed.")
+	if _, err := e.hs.Login(context.Background(), u.Localpart, u.Password); err == nil {
+		t.Fatal("the old password still logs in")
+	}
+	if _, err := e.hs.Login(context.Background(), u.Localpart, next); err != nil {
+		t.Fatalf("the new password does not log in: %v", err)
+	}
+	if r := e.direct("GET", "/_matrix/client/v3/account/whoami", u.AccessToken, nil); r.Status != 401 {
+		t.Errorf("another device survived logout_devices: %d %s", r.Status, r.Raw)
+	}
+}

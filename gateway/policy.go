@@ -68,7 +68,11 @@ func (g *Gateway) policyBlocks(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	tok, err := httpx.RequestToken(r)
-	if err != nil || tok == "" {
+	if err != nil { // a token given twice: the homeserver might take either
+		httpx.WriteError(w, r, err)
+		return true
+	}
+	if tok == "" {
 		return false
 	}
 	who, err := g.hs.WhoAmI(r.Context(), tok)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -40,6 +41,9 @@ func (c *Client) Proxy() http.Handler {
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(c.base)
 				c.setForwarded(pr.Out.Header, pr.In)
+				if _, ok := pr.Out.Header["Cookie"]; ok {
+					dropOwnCookies(pr.Out.Header)
+				}
 			},
 			Transport:     c.transport,
 			FlushInterval: -1,
@@ -49,6 +53,33 @@ func (c *Client) Proxy() http.Handler {
 		}
 	})
 	return c.proxy
+}
+
+// ownCookiePrefixes name the gateway's cookies (the pages' and the admin
+// page's, the remembered browser's): they never go to the homeserver.
+var ownCookiePrefixes = []string{"m2fa_", "matrix2fa_"}
+
+// dropOwnCookies removes the gateway's cookies from h's Cookie lines (and a
+// line left empty).
+func dropOwnCookies(h http.Header) {
+	var kept []string
+	for _, line := range h.Values("Cookie") {
+		var parts []string
+		for _, c := range strings.Split(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(c), "=")
+			if !slices.ContainsFunc(ownCookiePrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+				parts = append(parts, strings.TrimSpace(c))
+			}
+		}
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	if len(kept) == 0 {
+		h.Del("Cookie")
+		return
+	}
+	h["Cookie"] = kept
 }
 
 // setForwarded sets X-Forwarded-For, -Host and -Proto on out for the inbound

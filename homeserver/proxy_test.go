@@ -352,3 +352,35 @@ func TestProxyClientGoneIs499(t *testing.T) {
 		t.Fatalf("status %d; want %d", rec.Code, homeserver.StatusClientClosed)
 	}
 }
+
+// TestProxyDropsGatewayCookies holds that the gateway's cookies (the
+// remembered browser's above all) never reach the homeserver, and that
+// others do, unchanged.
+func TestProxyDropsGatewayCookies(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"none", nil, nil},
+		{"only ours", []string{"m2fa_remember=secret; m2fa_signin=x"}, nil},
+		{"mixed", []string{"a=1; m2fa_remember=secret; matrix2fa_session=s; b=2"}, []string{"a=1; b=2"}},
+		{"two lines", []string{"m2fa_oauth=o", "sso=z; matrix2fa_admin_session=q"}, []string{"sso=z"}},
+		{"look-alike kept", []string{"xm2fa_remember=1"}, []string{"xm2fa_remember=1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			upstream := newFakeHS(t, func(w http.ResponseWriter, r *http.Request, _ []byte) { writeRaw(w, 200, `{}`) })
+			front := proxyFront(t, newClient(t, upstream.URL, homeserver.Options{}))
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, front.URL+"/_matrix/client/v3/capabilities", nil)
+			req.Header["Cookie"] = c.in
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := upstream.requests()[0].Header.Values("Cookie"); strings.Join(got, "|") != strings.Join(c.want, "|") {
+				t.Errorf("homeserver got Cookie %q, want %q", got, c.want)
+			}
+		})
+	}
+}

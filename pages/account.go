@@ -49,6 +49,8 @@ var actionViews = map[string]string{
 	"org.matrix.device_view": "device", "org.matrix.session_view": "device",
 	"org.matrix.device_delete": "device", "org.matrix.session_end": "device",
 	"org.matrix.account_deactivate": "deactivate", "org.matrix.cross_signing_reset": "xsign",
+	// Not in the spec's list (no action names it): the page's own link.
+	"org.matrix2fa.password_change": "password",
 }
 
 // accountTarget is the view a request's ?action= asks for ("" for none),
@@ -190,6 +192,35 @@ func (p *Pages) selfDeviceDelete(w http.ResponseWriter, r *http.Request, s *self
 		httpx.Logger(r).WithField("device_id", device).Info("account page: device signed out")
 		p.renderStatus(w, r, http.StatusOK, s, "The device "+device+" is signed out.", "")
 	}
+}
+
+// selfPasswordChange changes the password at the homeserver after the
+// current password and the code (a client cannot: it would need UIA with
+// both), then forgets the user's remembered browsers.
+func (p *Pages) selfPasswordChange(w http.ResponseWriter, r *http.Request, s *selfSession) {
+	enabled, err := p.acc.Enabled(r.Context(), s.userID)
+	if err != nil {
+		p.selfInternal(w, r, s, err)
+		return
+	}
+	v := selfView{View: "password", TwoFA: enabled, Back: true}
+	next := r.PostForm.Get("new_password")
+	if next == "" || len(next) > 1024 || next != r.PostForm.Get("new_password_again") {
+		p.renderSelf(w, r, http.StatusBadRequest, s, v, "Enter the new password twice, the same both times.")
+		return
+	}
+	ok := p.stepUp(w, r, s, v, func(ctx context.Context, token string) error {
+		return p.hs.WithPassword(ctx, token, http.MethodPost, "/_matrix/client/v3/account/password", id.UserID(s.userID),
+			r.PostForm.Get("password"), map[string]any{"new_password": next, "logout_devices": r.PostForm.Get("logout_devices") != ""})
+	})
+	if !ok {
+		return
+	}
+	httpx.Logger(r).Info("account page: password changed")
+	if err := p.acc.ForgetBrowsers(r.Context(), s.userID, "password changed"); err != nil {
+		httpx.Logger(r).WithError(err).Error("account page: forgetting remembered browsers after a password change")
+	}
+	p.renderStatus(w, r, http.StatusOK, s, "Your password is changed.", "")
 }
 
 // selfDeactivate deactivates the account after the password and the code.

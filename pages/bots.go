@@ -144,7 +144,7 @@ func (p *Pages) selfBotCreate(w http.ResponseWriter, r *http.Request, s *selfSes
 			p.selfInternal(w, r, s, err)
 			return
 		}
-		show(http.StatusBadRequest, "You have as many tokens as allowed. Revoke one first.")
+		show(http.StatusBadRequest, msgBotsFull)
 		return
 	}
 	login, err := p.hs.PasswordLogin(ctx, s.userID, password, "", botDevicePrefix+name)
@@ -176,7 +176,7 @@ func (p *Pages) storeBotToken(ctx context.Context, userID, name string, login *m
 	h := sha256.Sum256([]byte(login.AccessToken))
 	t := storage.BotToken{ID: httpx.RandomToken(12), UserID: userID, Name: name, DeviceID: string(login.DeviceID),
 		Hash: h[:], Secret: sealed, KeyID: p.box.KeyID(), CreatedAt: p.now()}
-	return t, p.remember.PutBotToken(ctx, t)
+	return t, p.remember.PutBotToken(ctx, t, p.cfg.MaxBotTokens)
 }
 
 // botLoginRefused answers a password login for a bot token the homeserver
@@ -194,12 +194,20 @@ func (p *Pages) botLoginRefused(w http.ResponseWriter, r *http.Request, s *selfS
 }
 
 // botFailed logs a bot token's login out again after a failure, and says so.
+// (The limit reached meanwhile, by a concurrent request, is said as such.)
 func (p *Pages) botFailed(w http.ResponseWriter, r *http.Request, s *selfSession, accessToken string, err error) {
 	if lerr := p.hs.Logout(context.WithoutCancel(r.Context()), accessToken); lerr != nil {
 		httpx.Logger(r).WithError(lerr).Error("self-service: logging out an unused bot login")
 	}
+	if errors.Is(err, storage.ErrFull) {
+		p.renderStatus(w, r, http.StatusBadRequest, s, "", msgBotsFull)
+		return
+	}
 	p.selfInternal(w, r, s, err)
 }
+
+// msgBotsFull says the user holds max_per_user bot tokens.
+const msgBotsFull = "You have as many tokens as allowed. Revoke one first."
 
 // selfBotRevoke revokes the form's bot token: the record goes, and its login
 // is logged out at the homeserver (if that fails, the record is put back).
@@ -224,7 +232,7 @@ func (p *Pages) selfBotRevoke(w http.ResponseWriter, r *http.Request, s *selfSes
 	}
 	if err != nil {
 		if t.ID != "" {
-			if perr := p.remember.PutBotToken(context.WithoutCancel(ctx), t); perr != nil {
+			if perr := p.remember.PutBotToken(context.WithoutCancel(ctx), t, 0); perr != nil {
 				httpx.Logger(r).WithError(perr).WithField("device_id", t.DeviceID).Error("self-service: could not keep an unrevoked bot token")
 			}
 		}

@@ -32,6 +32,8 @@ type Accounts interface {
 	Disable(ctx context.Context, userID string) error
 	// Record appends an audit event (bot tokens made and revoked).
 	Record(ctx context.Context, userID, kind, detail string)
+	// ForgetBrowsers forgets every remembered browser of userID.
+	ForgetBrowsers(ctx context.Context, userID, reason string) error
 }
 
 // Homeserver is what the pages need of the homeserver.
@@ -127,7 +129,7 @@ type Remembered interface {
 	Browsers(ctx context.Context, userID string, now time.Time) ([]storage.RememberedBrowser, error)
 	DeleteBrowser(ctx context.Context, userID string, hash []byte) (bool, error)
 	DeleteBrowsers(ctx context.Context, userID string) (int, error)
-	PutBotToken(ctx context.Context, t storage.BotToken) error
+	PutBotToken(ctx context.Context, t storage.BotToken, limit int) error
 	BotTokens(ctx context.Context, userID string) ([]storage.BotToken, error)
 	TakeBotToken(ctx context.Context, userID, id string) (storage.BotToken, error)
 }

@@ -412,6 +412,8 @@ func (p *Pages) selfAction(w http.ResponseWriter, r *http.Request, s *selfSessio
 		p.selfDevices(w, r, s)
 	case "device_delete":
 		p.selfDeviceDelete(w, r, s)
+	case "password_change":
+		p.selfPasswordChange(w, r, s)
 	case "deactivate":
 		p.selfDeactivate(w, r, s)
 	case "xsign_approve":

@@ -26,10 +26,10 @@ import (
 // Within the grace period the page says how many days are left and offers
 // "Not now"; after it, enrolling is the only way on. The homeserver's login
 // is held meanwhile in a KindSignIn session whose one flow is stageEnrol:
-// the code step never releases it (isEnrolSession), only "continue" once the
-// user has 2FA (with the form token only the recovery codes page carries,
-// purpose signin-enrolled), or "skip" while the user has no 2FA and the
-// policy, asked again with the held login's own token, does not block them. The enrolment's secret rides
+// the code step never releases it (isEnrolSession), only "continue" by the
+// sign-in that confirmed the enrolment, or "skip" while the user has no 2FA
+// and the policy, asked again with the held login's own token, does not
+// block them. The enrolment's secret rides
 // in the form sealed for the session (as the self-service page keeps it in
 // its web session), so a mistyped code shows the same QR code again.
 
@@ -140,15 +140,12 @@ func (p *Pages) enrolStep(q *signin, s *uia.Session, st policy.State) {
 // "continue" releases the login once 2FA is on, "skip" releases it while the
 // policy does not block the user.
 func (p *Pages) signInEnrolStep(w http.ResponseWriter, r *http.Request, q *signin, step string) {
-	sid, purpose := q.form.Get("session"), "signin-enrol"
-	if step == "continue" {
-		purpose = "signin-enrolled" // only the recovery codes page carries it
-	}
+	sid := q.form.Get("session")
 	s, err := p.engine.LoadKind(r.Context(), sid, storage.KindSignIn)
 	if err == nil && !isEnrolSession(s) {
 		err = uia.ErrUnknownSession
 	}
-	if err != nil || !p.csrf.check(purpose+"\x00"+q.raw+"\x00"+sid, q.cookie, q.form.Get("csrf"), p.now()) {
+	if err != nil || !p.csrf.check("signin-enrol\x00"+q.raw+"\x00"+sid, q.cookie, q.form.Get("csrf"), p.now()) {
 		if err != nil && !errors.Is(err, uia.ErrUnknownSession) {
 			httpx.Logger(r).WithError(err).Error("sign-in page: loading the pending login")
 		}
@@ -173,9 +170,13 @@ func (p *Pages) signInConfirm(w http.ResponseWriter, r *http.Request, q *signin,
 	ctx := r.Context()
 	codes, ev, err := p.confirmEnrolment(ctx, q.form, s.UserID, signInEnrolOwner(s.ID))
 	if err == nil {
+		// Only this sign-in, which confirmed the enrolment, may "continue".
+		err = p.engine.MarkCompleted(ctx, s, stageEnrol)
+	}
+	if err == nil {
 		httpx.Logger(r).Info("sign-in page: two-factor authentication enabled under the policy")
 		q.d.Session, q.d.UserID, q.d.Codes, q.d.CodesHref = s.ID, s.UserID, codes, codesHref(s.UserID, codes)
-		q.page.CSRF = p.csrf.token("signin-enrolled\x00"+q.raw+"\x00"+s.ID, q.cookie, p.now())
+		q.page.CSRF = p.csrf.token("signin-enrol\x00"+q.raw+"\x00"+s.ID, q.cookie, p.now())
 		renderPage(w, http.StatusOK, "signin_codes.html", q.page)
 		return
 	}
@@ -192,14 +193,18 @@ func (p *Pages) signInConfirm(w http.ResponseWriter, r *http.Request, q *signin,
 }
 
 // signInRelease issues the login token for held sign-in s: with enrolled,
-// once the user has 2FA; else ("Not now") once the policy, asked with the
-// held login's own token, does not block the user.
+// once this sign-in confirmed the enrolment; else ("Not now") while the user
+// has no 2FA and the policy, asked with the held login's own token, does not
+// block the user. "Continue" on a sign-in that did not confirm, or "Not now"
+// once 2FA is on (turned on elsewhere, perhaps by the user while someone else
+// holds the password), ends that sign-in: a new one asks for the code.
 func (p *Pages) signInRelease(w http.ResponseWriter, r *http.Request, q *signin, s *uia.Session, enrolled bool) {
 	ctx := r.Context()
 	on, err := p.acc.Enabled(ctx, s.UserID)
-	if err == nil && on != enrolled { // "continue" without 2FA on, or "Not now" with it on
-		httpx.Logger(r).WithField("enrolled", on).Warn("sign-in page: enrolment step refused")
-		q.page.Error = "Your sign-in has expired. Please sign in again."
+	if err == nil && (enrolled != on || enrolled && !s.HasCompleted(stageEnrol)) {
+		httpx.Logger(r).WithField("continue", enrolled).Warn("sign-in page: enrolment step refused (not confirmed by this sign-in, or 2FA on elsewhere)")
+		p.held.Drop(ctx, s, httpx.Logger(r))
+		q.page.Error = "Please sign in again."
 		renderPage(w, http.StatusForbidden, "signin.html", q.page)
 		return
 	}

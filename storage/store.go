@@ -261,6 +261,9 @@ type Store interface {
 // ErrConflict is returned when a record to be created already exists.
 var ErrConflict = errors.New("storage: already exists")
 
+// ErrFull is returned when a record would pass a per-user limit.
+var ErrFull = errors.New("storage: limit reached")
+
 // SessionKind says what a session is; each caller loads only the kinds it may
 // touch.
 type SessionKind string
@@ -473,8 +476,10 @@ type RememberStore interface {
 	// DeleteBrowsers forgets every browser of userID and says how many.
 	DeleteBrowsers(ctx context.Context, userID string) (int, error)
 
-	// PutBotToken stores a new bot token; ErrConflict if its ID exists.
-	PutBotToken(ctx context.Context, t BotToken) error
+	// PutBotToken stores a new bot token unless its user already holds
+	// limit of them (ErrFull; limit 0: no limit), checked and inserted
+	// atomically; ErrConflict if its ID exists.
+	PutBotToken(ctx context.Context, t BotToken, limit int) error
 	// BotTokens returns userID's bot tokens, oldest first.
 	BotTokens(ctx context.Context, userID string) ([]BotToken, error)
 	// TakeBotToken deletes userID's bot token id and returns it, atomically;

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,8 +58,16 @@ func (c *cli) demo(ctx context.Context, args []string) int {
 	}
 	defer os.RemoveAll(dataDir)
 
+	addr, err := fixedPort(*listen)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "matrix-2fa demo: %v\n", err)
+		return exitUsage
+	}
 	cfg := config.Default()
-	cfg.Homeserver, cfg.Listen, cfg.DataDir = hs.URL, *listen, filepath.Join(dataDir, "data")
+	cfg.Homeserver, cfg.Listen, cfg.DataDir = hs.URL, addr, filepath.Join(dataDir, "data")
+	// The OAuth 2.0 API is on (Element X and other OAuth clients sign in
+	// with 2FA); its issuer is the gateway's own address.
+	cfg.PublicBaseURL, cfg.OAuth.Enabled = "http://"+addr, true
 	cfg.Log.Level = "warn"
 	if errs := cfg.Validate(); len(errs) > 0 {
 		for _, e := range errs {
@@ -71,6 +80,21 @@ func (c *cli) demo(ctx context.Context, args []string) int {
 			"GW": "http://" + addr, "HS": hs.URL, "User": user.UserID, "Local": user.Localpart, "Password": password, "Token": user.AccessToken,
 		})
 	})
+}
+
+// fixedPort is listen with port 0 replaced by a free port (the OAuth issuer
+// must name the address before the gateway listens).
+func fixedPort(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || port != "0" {
+		return listen, err
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 func randomPassword() string {
@@ -108,6 +132,10 @@ Try it:
 
  3. Point Element (or any client) at {{.GW}} as the homeserver: "Continue with two-factor sign-in" is offered,
     and deleting a device asks for the code through the fallback page before the password.
+
+ 4. OAuth clients (Element X, matrix-js-sdk's OAuth helpers) find the gateway as the authorization server:
+
+      curl -s {{.GW}}/_matrix/client/v1/auth_metadata | jq .
 
 Press Ctrl-C to stop; the homeserver and all data are deleted.
 `))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -42,6 +43,18 @@ func TestDemo(t *testing.T) {
 		if !regexp.MustCompile(regexp.QuoteMeta(want)).MatchString(out.String()) {
 			t.Errorf("the demo text does not mention %q", want)
 		}
+	}
+	meta, err := http.Get(gw + "/_matrix/client/v1/auth_metadata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md struct {
+		Issuer string `json:"issuer"`
+	}
+	json.NewDecoder(meta.Body).Decode(&md)
+	meta.Body.Close()
+	if meta.StatusCode != 200 || strings.TrimSuffix(md.Issuer, "/") != gw {
+		t.Errorf("the demo's OAuth metadata: %d, issuer %q; want 200 and %q", meta.StatusCode, md.Issuer, gw)
 	}
 	resp, err := http.Get(gw + "/_matrix/client/v3/login")
 	if err != nil {

@@ -81,11 +81,23 @@ func scanBot(row pgx.Row) (storage.BotToken, error) {
 	return t, nil
 }
 
-// PutBotToken implements storage.RememberStore.
-func (d *DB) PutBotToken(ctx context.Context, t storage.BotToken) (err error) {
+// PutBotToken implements storage.RememberStore: a transaction-scoped
+// advisory lock on the user makes the count and the insert one step for
+// every replica.
+func (d *DB) PutBotToken(ctx context.Context, t storage.BotToken, limit int) (err error) {
 	defer classify(&err)
-	_, err = d.pool.Exec(ctx, `INSERT INTO bot_tokens (`+botColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		t.ID, t.UserID, t.Name, t.DeviceID, t.Hash, t.Secret, t.KeyID, ts(t.CreatedAt))
+	err = d.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('bot_tokens:' || $1, 0))`, t.UserID); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO bot_tokens (`+botColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8
+			WHERE $9::int <= 0 OR (SELECT COUNT(*) FROM bot_tokens WHERE user_id = $2) < $9::int`,
+			t.ID, t.UserID, t.Name, t.DeviceID, t.Hash, t.Secret, t.KeyID, ts(t.CreatedAt), limit)
+		if err == nil && tag.RowsAffected() == 0 {
+			return storage.ErrFull
+		}
+		return err
+	})
 	if isUniqueViolation(err) {
 		return storage.ErrConflict
 	}

@@ -83,11 +83,20 @@ func scanBot(row interface{ Scan(...any) error }) (storage.BotToken, error) {
 	return t, nil
 }
 
-// PutBotToken implements storage.RememberStore.
-func (d *DB) PutBotToken(ctx context.Context, t storage.BotToken) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO bot_tokens (`+botColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		t.ID, t.UserID, t.Name, t.DeviceID, t.Hash, t.Secret, t.KeyID, ms(t.CreatedAt))
-	return conflict(err)
+// PutBotToken implements storage.RememberStore: one statement (SQLite runs
+// it alone) counts and inserts.
+func (d *DB) PutBotToken(ctx context.Context, t storage.BotToken, limit int) error {
+	res, err := d.db.ExecContext(ctx, `INSERT INTO bot_tokens (`+botColumns+`) SELECT ?, ?, ?, ?, ?, ?, ?, ?
+		WHERE ? <= 0 OR (SELECT COUNT(*) FROM bot_tokens WHERE user_id = ?) < ?`,
+		t.ID, t.UserID, t.Name, t.DeviceID, t.Hash, t.Secret, t.KeyID, ms(t.CreatedAt), limit, t.UserID, limit)
+	if err != nil {
+		return conflict(err)
+	}
+	n, err := res.RowsAffected()
+	if err == nil && n == 0 {
+		return storage.ErrFull
+	}
+	return err
 }
 
 // BotTokens implements storage.RememberStore.

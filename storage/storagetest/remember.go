@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ var rememberTests = []struct {
 	{"RememberedBrowsers", testBrowsers},
 	{"BotTokens", testBotTokens},
 	{"BotTokenTakeConcurrent", testBotTokenTake},
+	{"BotTokenLimitConcurrent", testBotTokenLimit},
 	{"BotTokensRewrap", testBotTokensRewrap},
 }
 
@@ -90,11 +93,11 @@ func testBotTokens(t *testing.T, f Factory) {
 		t.Fatalf("no tokens: %v, %v", list, err)
 	}
 	for _, b := range []storage.BotToken{bot(alice, "2", t0.Add(time.Second)), bot(alice, "1", t0), bot(bob, "3", t0)} {
-		if err := s.PutBotToken(ctx, b); err != nil {
+		if err := s.PutBotToken(ctx, b, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.PutBotToken(ctx, bot(bob, "1", t0)); !errors.Is(err, storage.ErrConflict) {
+	if err := s.PutBotToken(ctx, bot(bob, "1", t0), 0); !errors.Is(err, storage.ErrConflict) {
 		t.Fatalf("a second token with the same ID: %v, want ErrConflict", err)
 	}
 	list, err := s.BotTokens(ctx, alice)
@@ -120,7 +123,7 @@ func testBotTokens(t *testing.T, f Factory) {
 func testBotTokenTake(t *testing.T, f Factory) {
 	s, _ := f(t)
 	ctx := context.Background()
-	if err := s.PutBotToken(ctx, bot(alice, "1", t0)); err != nil {
+	if err := s.PutBotToken(ctx, bot(alice, "1", t0), 0); err != nil {
 		t.Fatal(err)
 	}
 	wins := concurrently(50, func() bool {
@@ -132,11 +135,35 @@ func testBotTokenTake(t *testing.T, f Factory) {
 	}
 }
 
+// testBotTokenLimit: 30 concurrent puts under a limit of 3 store exactly 3,
+// the rest ErrFull; another user and limit 0 are not held back.
+func testBotTokenLimit(t *testing.T, f Factory) {
+	s, _ := f(t)
+	ctx := context.Background()
+	var n atomic.Int64
+	wins := concurrently(30, func() bool {
+		err := s.PutBotToken(ctx, bot(alice, fmt.Sprint("c", n.Add(1)), t0), 3)
+		if err != nil && !errors.Is(err, storage.ErrFull) {
+			t.Errorf("PutBotToken: %v, want nil or ErrFull", err)
+		}
+		return err == nil
+	})
+	if list, err := s.BotTokens(ctx, alice); wins != 3 || err != nil || len(list) != 3 {
+		t.Fatalf("%d of 30 concurrent puts under a limit of 3 won, %d stored (%v); want 3", wins, len(list), err)
+	}
+	if err := s.PutBotToken(ctx, bot(bob, "b1", t0), 3); err != nil {
+		t.Fatalf("another user's put: %v", err)
+	}
+	if err := s.PutBotToken(ctx, bot(alice, "over", t0), 0); err != nil {
+		t.Fatalf("a put without a limit: %v", err)
+	}
+}
+
 func testBotTokensRewrap(t *testing.T, f Factory) {
 	s, _ := f(t)
 	ctx := context.Background()
 	for _, b := range []storage.BotToken{bot(alice, "1", t0), bot(alice, "2", t0)} {
-		if err := s.PutBotToken(ctx, b); err != nil {
+		if err := s.PutBotToken(ctx, b, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
