@@ -57,9 +57,6 @@ var (
 	// ErrPolicyRequired: disabling 2FA while the enforcement policy
 	// requires it of the user.
 	ErrPolicyRequired = errors.New("httperr: 2FA required by the enforcement policy")
-	// ErrEnrolFirst: a sign-in (the OAuth page) of a user the enforcement
-	// policy blocks until they set up 2FA.
-	ErrEnrolFirst = errors.New("httperr: 2FA must be set up first")
 	// ErrBadSecret: the provider API's shared secret is missing or wrong.
 	ErrBadSecret = errors.New("httperr: missing or wrong shared secret")
 )
@@ -125,8 +122,6 @@ var table = []row{
 	{ErrBadParam, mautrix.MInvalidParam.WithMessage("A parameter is malformed"), "Enter a full user ID like @alice:example.org."},
 	{ErrPolicyRequired, mautrix.MForbidden.WithMessage("This server requires two-factor authentication for your account: it cannot be turned off"),
 		"This server requires two-factor authentication for your account: it cannot be turned off."},
-	{ErrEnrolFirst, mautrix.MForbidden.WithMessage("Two-factor authentication is required for this account: set it up on the account page, then sign in again"),
-		"Two-factor authentication is required for this account. Set it up on the account page, then sign in again."},
 	{ErrBadSecret, mautrix.MUnknownToken.WithMessage("Missing or wrong shared secret").WithStatus(http.StatusUnauthorized), ""},
 	{homeserver.ErrUnreachable, mautrix.MUnknown.WithMessage("The homeserver cannot be reached; try again shortly").WithStatus(http.StatusBadGateway),
 		"The homeserver cannot be reached. Please try again in a moment."},

@@ -23,7 +23,9 @@ import (
 // The OAuth 2.0 authorization page (GET/POST /_matrix2fa/oauth2/authorize):
 // the client's name and URI (the consent: "Sign in and allow" or "Deny"),
 // username and password, then for a user with 2FA the TOTP or recovery code
-// (same replay guard, lockout and audit as every entry point).
+// (same replay guard, lockout and audit as every entry point; skipped in a
+// browser remembered for the user, remember.go), or for a user under the
+// enforcement policy without 2FA its enrolment (oauth_enrol.go).
 //
 // The password is checked with a throw-away homeserver login (logged out at
 // once); the login the client gets, with the device ID its scope names, is
@@ -51,6 +53,8 @@ type oauthData struct {
 	ClientName, ClientURI, Action string
 	Username, UserID, Session     string
 	Digits                        int
+	enrolData
+	rememberOffer
 }
 
 // authz is one request to the authorization page, as read so far.
@@ -90,13 +94,15 @@ func (p *Pages) Authorize(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet:
 		renderPage(w, http.StatusOK, "oauth.html", q.page)
-	case q.fresh || !p.csrf.check("oauth\x00"+r.URL.RawQuery, q.cookie, form.Get("csrf"), p.now()) && form.Get("step") != "code":
+	case q.fresh || !p.csrf.check("oauth\x00"+r.URL.RawQuery, q.cookie, form.Get("csrf"), p.now()) && form.Get("step") != "code" && !enrolSteps[form.Get("step")]:
 		q.page.Error = "This page has expired (or cookies are blocked). Please try again."
 		renderPage(w, http.StatusForbidden, "oauth.html", q.page)
 	case form.Get("step") == "deny":
 		found(w, req.Denied())
 	case form.Get("step") == "code":
 		p.authorizeCode(w, r, q)
+	case enrolSteps[form.Get("step")]:
+		p.authorizeEnrolStep(w, r, q, form.Get("step"))
 	default:
 		p.authorizeCredentials(w, r, q)
 	}
@@ -138,38 +144,36 @@ func (p *Pages) readAuthorize(w http.ResponseWriter, r *http.Request, req *oauth
 			SameSite: http.SameSiteLaxMode, Secure: p.secure(r)})
 	}
 	q.d = &oauthData{ClientName: req.Client.DisplayName(), ClientURI: req.Client.ClientURI, Action: r.URL.RequestURI(),
-		Digits: p.acc.Params().Digits}
+		Digits: p.acc.Params().Digits, rememberOffer: p.rememberOffer()}
 	q.page = PageData{Title: "Sign in to " + q.d.ClientName, Data: q.d, CSRF: p.csrf.token("oauth\x00"+r.URL.RawQuery, q.cookie, p.now())}
 	return q
 }
 
 // authorizeCredentials checks username and password with a throw-away
-// homeserver login. Without 2FA the client's login is made at once; with it
-// the code step is next.
+// homeserver login. Without 2FA the client's login is made at once (or,
+// under the enforcement policy, enrolment is shown first); with it, the
+// code step is next, unless this browser is remembered for the user.
 func (p *Pages) authorizeCredentials(w http.ResponseWriter, r *http.Request, q *authz) {
 	user, password := strings.TrimSpace(q.form.Get("username")), q.form.Get("password")
 	q.d.Username = user
-	check, err := p.passwordLogin(r, user, password)
-	var enabled bool
-	if err == nil {
-		enabled, err = p.acc.Enabled(r.Context(), string(check.UserID))
-		if err == nil && !enabled {
-			err = p.mustEnrolFirst(r.Context(), check)
-		}
-		if lerr := p.hs.Logout(context.WithoutCancel(r.Context()), check.AccessToken); err == nil {
-			err = lerr
-		}
-	}
+	userID, enabled, st, err := p.authorizeCheck(r, user, password)
 	if err != nil {
 		p.signInRefusedPage(w, r, q.page, "oauth.html", err)
 		return
 	}
-	userID := string(check.UserID)
-	if !enabled {
+	switch {
+	case !enabled && st.Applies:
+		p.authorizeEnrolFirst(w, r, q, userID, password, st)
+		return
+	case !enabled:
+		p.authorizeFinish(w, r, q, userID, password)
+		return
+	case p.remembered(r, userID):
+		httpx.Logger(r).WithField("user_id", userID).Info("oauth page: browser remembered (no code)")
 		p.authorizeFinish(w, r, q, userID, password)
 		return
 	}
-	sid, err := p.holdPassword(r.Context(), userID, password)
+	sid, err := p.holdPassword(r.Context(), userID, password, [][]string{})
 	if err != nil {
 		p.signInRefusedPage(w, r, q.page, "oauth.html", err)
 		return
@@ -180,23 +184,30 @@ func (p *Pages) authorizeCredentials(w http.ResponseWriter, r *http.Request, q *
 	renderPage(w, http.StatusOK, "oauth.html", q.page)
 }
 
-// mustEnrolFirst is httperr.ErrEnrolFirst for the user of login, without
-// 2FA, when the enforcement policy (asked with login's token) blocks them.
-func (p *Pages) mustEnrolFirst(ctx context.Context, login *mautrix.RespLogin) error {
-	if p.policy == nil {
-		return nil
+// authorizeCheck checks user's password with a throw-away homeserver login
+// and, for a user without 2FA, asks the enforcement policy (with that
+// login's token) before logging it out.
+func (p *Pages) authorizeCheck(r *http.Request, user, password string) (userID string, enabled bool, st policy.State, err error) {
+	check, err := p.passwordLogin(r, user, password)
+	if err != nil {
+		return "", false, st, err
 	}
-	st, err := p.policy.Evaluate(policy.WithAccessToken(ctx, login.AccessToken), string(login.UserID))
-	if err == nil && st.Enforced {
-		return httperr.ErrEnrolFirst
+	userID = string(check.UserID)
+	enabled, err = p.acc.Enabled(r.Context(), userID)
+	if err == nil && !enabled {
+		st, err = p.policyState(r.Context(), userID, check.AccessToken)
 	}
-	return err
+	if lerr := p.hs.Logout(context.WithoutCancel(r.Context()), check.AccessToken); err == nil {
+		err = lerr
+	}
+	return userID, enabled, st, err
 }
 
 func oauthOwner(userID string) string { return "oauth-signin:" + userID }
 
-// holdPassword keeps password sealed in a new sign-in session of userID.
-func (p *Pages) holdPassword(ctx context.Context, userID, password string) (string, error) {
+// holdPassword keeps password sealed in a new sign-in session of userID
+// with flows (none for the code step; stageEnrol for enrolment).
+func (p *Pages) holdPassword(ctx context.Context, userID, password string, flows [][]string) (string, error) {
 	sealed, err := p.box.Seal(oauthOwner(userID), []byte(password))
 	if err != nil {
 		return "", err
@@ -204,24 +215,25 @@ func (p *Pages) holdPassword(ctx context.Context, userID, password string) (stri
 	sid := httpx.RandomToken(24)
 	now := p.now()
 	err = p.store.CreateSession(ctx, storage.UIASession{ID: sid, Kind: storage.KindOAuthSignIn, UserID: userID, Method: "OAUTH",
-		Path: "/authorize", Flows: [][]string{}, Completed: []string{}, Data: append(append([]byte(p.box.KeyID()), 0), sealed...),
+		Path: "/authorize", Flows: flows, Completed: []string{}, Data: append(append([]byte(p.box.KeyID()), 0), sealed...),
 		CreatedAt: now, ExpiresAt: now.Add(p.oauth.SignInTTL())})
 	return sid, err
 }
 
-// authorizeCode is the code step of the session in the form.
+// authorizeCode is the code step of the session in the form (never one
+// waiting for enrolment: its password is released by enrolling only).
 func (p *Pages) authorizeCode(w http.ResponseWriter, r *http.Request, q *authz) {
 	sid := q.form.Get("session")
-	s, err := p.store.Session(r.Context(), sid)
-	if err != nil || s.Kind != storage.KindOAuthSignIn || !p.now().Before(s.ExpiresAt) ||
-		!p.csrf.check("oauth-code\x00"+r.URL.RawQuery+"\x00"+sid, q.cookie, q.form.Get("csrf"), p.now()) {
+	s, ok := p.oauthSession(r, q, "oauth-code", false)
+	if !ok {
 		q.page.Error = "Your sign-in has expired. Please sign in again."
 		renderPage(w, http.StatusForbidden, "oauth.html", q.page)
 		return
 	}
 	q.d.UserID, q.d.Session = s.UserID, sid
 	q.page.CSRF = p.csrf.token("oauth-code\x00"+r.URL.RawQuery+"\x00"+sid, q.cookie, p.now())
-	err = flows.VerifyEither(r.Context(), p.acc, s.UserID, q.form.Get("code"))
+	err := flows.VerifyEither(r.Context(), p.acc, s.UserID, q.form.Get("code"))
+	verified := err == nil
 	if errors.Is(err, account.ErrNotEnabled) {
 		err = nil // 2FA was turned off meanwhile: the password was right
 	}
@@ -229,23 +241,47 @@ func (p *Pages) authorizeCode(w http.ResponseWriter, r *http.Request, q *authz) 
 		p.signInRefusedPage(w, r, q.page, "oauth.html", err)
 		return
 	}
-	taken, terr := p.store.TakeSession(r.Context(), sid)
-	if err == nil && terr != nil {
-		err = terr
-	}
-	var password []byte
+	var password string
 	if err == nil {
-		keyID, sealed, _ := strings.Cut(string(taken.Data), "\x00")
-		password, err = p.box.Open(oauthOwner(taken.UserID), keyID, []byte(sealed))
+		password, err = p.takePassword(r.Context(), sid)
 	}
 	if err != nil { // locked out, taken meanwhile, or broken: the sign-in ends
-		q.d.UserID, q.d.Session = "", ""
-		q.page.CSRF = p.csrf.token("oauth\x00"+r.URL.RawQuery, q.cookie, p.now())
-		p.signInRefusedPage(w, r, q.page, "oauth.html", err)
+		p.authorizeEnded(w, r, q, err)
 		return
 	}
 	httpx.Logger(r).WithField("user_id", s.UserID).Info("oauth page: second factor right")
-	p.authorizeFinish(w, r, q, s.UserID, string(password))
+	if verified && q.form.Get("remember") != "" {
+		p.rememberBrowser(w, r, s.UserID)
+	}
+	p.authorizeFinish(w, r, q, s.UserID, password)
+}
+
+// oauthSession loads the form's pending sign-in: one waiting for enrolment
+// when enrol, else one waiting for the code; its token must be purpose's.
+func (p *Pages) oauthSession(r *http.Request, q *authz, purpose string, enrol bool) (storage.UIASession, bool) {
+	sid := q.form.Get("session")
+	s, err := p.store.Session(r.Context(), sid)
+	ok := err == nil && s.Kind == storage.KindOAuthSignIn && p.now().Before(s.ExpiresAt) && isEnrolFlows(s.Flows) == enrol &&
+		p.csrf.check(purpose+"\x00"+r.URL.RawQuery+"\x00"+sid, q.cookie, q.form.Get("csrf"), p.now())
+	return s, ok
+}
+
+// takePassword takes pending sign-in sid and opens its password.
+func (p *Pages) takePassword(ctx context.Context, sid string) (string, error) {
+	taken, err := p.store.TakeSession(ctx, sid)
+	if err != nil {
+		return "", err
+	}
+	keyID, sealed, _ := strings.Cut(string(taken.Data), "\x00")
+	password, err := p.box.Open(oauthOwner(taken.UserID), keyID, []byte(sealed))
+	return string(password), err
+}
+
+// authorizeEnded shows err on the first step: the pending sign-in is over.
+func (p *Pages) authorizeEnded(w http.ResponseWriter, r *http.Request, q *authz, err error) {
+	q.d.UserID, q.d.Session = "", ""
+	q.page.CSRF = p.csrf.token("oauth\x00"+r.URL.RawQuery, q.cookie, p.now())
+	p.signInRefusedPage(w, r, q.page, "oauth.html", err)
 }
 
 // authorizeFinish logs userID in at the homeserver with the requested device

@@ -70,8 +70,9 @@ type Codes interface {
 }
 
 // Policy is what the pages need of the enforcement policy (policy.Policy):
-// the sign-in page walks a user under it through enrolment, and the
-// self-service page refuses to disable 2FA while it applies.
+// the sign-in and OAuth pages walk a user under it through enrolment, and
+// the self-service page says how long is left and refuses to disable 2FA
+// while it applies.
 type Policy interface {
 	On() bool
 	Evaluate(ctx context.Context, userID string) (policy.State, error)
@@ -89,7 +90,7 @@ type Config struct {
 	// configured); an https one makes every cookie Secure.
 	PublicBaseURL string
 	// RememberTTL is how long "remember this browser" skips the code on the
-	// sign-in page (0: not offered).
+	// sign-in and OAuth authorization pages (0: not offered).
 	RememberTTL time.Duration
 	// MaxBotTokens is how many tokens for bots and scripts a user may hold
 	// (0: not offered).

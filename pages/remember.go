@@ -7,18 +7,22 @@ import (
 	"strings"
 
 	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/oauth"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 )
 
-// "Remember this browser": on the sign-in page's code step a checkbox asks
-// the gateway to skip the code in this browser next time. After a right code
-// the browser gets a random 32-byte cookie (rememberCookie: HttpOnly,
-// SameSite=Strict, Secure over https, Path /_matrix/client/, the narrowest
-// path that covers the page under every version prefix) and the store keeps
+// "Remember this browser": on the code step of the sign-in page and of the
+// OAuth authorization page a checkbox asks the gateway to skip the code in
+// this browser next time. After a right code the browser gets a random
+// 32-byte cookie (rememberCookie: HttpOnly, SameSite=Strict, Secure over
+// https), set with the same value for Path /_matrix/client/ (the narrowest
+// path that covers the sign-in page under every version prefix) and, with
+// the OAuth API on, for Path /_matrix2fa/oauth2/ (the same cookie for the
+// authorization page; no path sends it anywhere else), and the store keeps
 // only its SHA-256, bound to the user, with when it was made, the browser's
-// user agent and address, until RememberTTL has passed. A later sign-in in
-// that browser whose password the homeserver accepts for the same user is
-// let in without the code. SameSite=Strict suffices: the cookie is read only
+// user agent and address, until RememberTTL has passed. A later sign-in on
+// either page in that browser whose password the homeserver accepts for the
+// same user is let in without the code. SameSite=Strict suffices: the cookie is read only
 // on the form's POST, which the page makes to itself.
 //
 // The account page lists a user's remembered browsers and revokes one or
@@ -75,12 +79,20 @@ func (p *Pages) rememberBrowser(w http.ResponseWriter, r *http.Request, userID s
 		httpx.Logger(r).WithError(err).Error("sign-in page: could not remember the browser")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: rememberCookie, Value: cookie, Path: rememberPath,
-		MaxAge: int(p.cfg.RememberTTL.Seconds()), HttpOnly: true, Secure: p.secure(r), SameSite: http.SameSiteStrictMode})
+	paths := []string{rememberPath}
+	if p.oauth != nil {
+		paths = append(paths, oauth.Prefix)
+	}
+	for _, path := range paths {
+		http.SetCookie(w, &http.Cookie{Name: rememberCookie, Value: cookie, Path: path,
+			MaxAge: int(p.cfg.RememberTTL.Seconds()), HttpOnly: true, Secure: p.secure(r), SameSite: http.SameSiteStrictMode})
+	}
 	httpx.Logger(r).WithField("user_id", userID).Info("sign-in page: browser remembered")
 }
 
-// rememberDays is how long a browser is remembered, in whole days (at least 1).
-func (p *Pages) rememberDays() int {
-	return max(1, int(p.cfg.RememberTTL.Hours()/24))
+// rememberOffer is the code steps' "remember this browser" checkbox: offered
+// when on, for how many whole days (at least 1).
+func (p *Pages) rememberOffer() rememberOffer {
+	return rememberOffer{Remember: p.cfg.RememberTTL > 0 && p.remember != nil,
+		RememberDays: max(1, int(p.cfg.RememberTTL.Hours()/24))}
 }

@@ -75,6 +75,9 @@ type selfSessionData struct {
 	// Policy says the enforcement policy applied to the user at sign-in
 	// (asked with the sign-in's token, which the page does not keep).
 	Policy bool `json:"policy,omitempty"`
+	// GraceUntil is when the policy's grace period ends for the user (as
+	// asked at sign-in; zero when the policy does not apply).
+	GraceUntil time.Time `json:"grace_until,omitzero"`
 	// Next is the account management view to open once signed in (a query
 	// made by accountTarget).
 	Next string `json:"next,omitempty"`
@@ -111,6 +114,10 @@ type selfView struct {
 	XSession string
 	Devices  []homeserver.Device
 	Listed   bool
+	// Under says the policy applies to the user, who has no 2FA: the status
+	// says how many days are left, or that it is required now.
+	Under bool
+	policyNotice
 }
 
 type enrolView struct {
@@ -237,6 +244,9 @@ func (p *Pages) renderStatusWith(w http.ResponseWriter, r *http.Request, status 
 	}
 	v := selfView{View: "status", Status: st, Notice: notice}
 	v.Resumable = st.Pending && len(s.data.Enrol) > 0
+	if v.Under = s.data.Policy && !st.Enabled; v.Under {
+		v.policyNotice = noticeOf(policy.State{Applies: true, GraceUntil: s.data.GraceUntil, Enforced: !p.now().Before(s.data.GraceUntil)}, p.now())
+	}
 	if v.Lists, err = p.lists(r.Context(), s.userID); err != nil {
 		p.selfInternal(w, r, s, err)
 		return
@@ -291,17 +301,16 @@ const (
 	msgPolicy       = "This server requires two-factor authentication for your account: it cannot be turned off."
 )
 
-// policyApplies asks the enforcement policy about userID (with token, when
-// at hand, for homeserver admins).
-func (p *Pages) policyApplies(ctx context.Context, userID, token string) (bool, error) {
+// policyState asks the enforcement policy about userID (with token, when
+// at hand, for homeserver admins); the zero State without a policy.
+func (p *Pages) policyState(ctx context.Context, userID, token string) (policy.State, error) {
 	if p.policy == nil {
-		return false, nil
+		return policy.State{}, nil
 	}
 	if token != "" {
 		ctx = policy.WithAccessToken(ctx, token)
 	}
-	st, err := p.policy.Evaluate(ctx, userID)
-	return st.Applies, err
+	return p.policy.Evaluate(ctx, userID)
 }
 
 // handleSelfPost runs one of the page's forms, chosen by its action field.
@@ -447,7 +456,7 @@ func (p *Pages) selfSignIn(w http.ResponseWriter, r *http.Request) {
 		p.selfSignInRefused(w, r, v, err)
 		return
 	}
-	underPolicy, err := p.policyApplies(ctx, string(login.UserID), login.AccessToken)
+	pst, err := p.policyState(ctx, string(login.UserID), login.AccessToken)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	if err := p.hs.Logout(cctx, login.AccessToken); err != nil {
 		httpx.Logger(r).WithError(err).WithField("device_id", login.DeviceID).Error("self-service sign-in: could not log the check device out")
@@ -474,7 +483,7 @@ func (p *Pages) selfSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	p.dropSelfCookieSession(r)
 	next := safeNext(r.PostForm.Get("next"))
-	if _, err := p.newSelfSession(ctx, w, r, userID, selfSessionData{Stage: stage, Policy: underPolicy, Next: next}, ttl); err != nil {
+	if _, err := p.newSelfSession(ctx, w, r, userID, selfSessionData{Stage: stage, Policy: pst.Applies, GraceUntil: pst.GraceUntil, Next: next}, ttl); err != nil {
 		p.selfInternal(w, r, nil, err)
 		return
 	}
@@ -518,7 +527,7 @@ func (p *Pages) selfSecondFactor(w http.ResponseWriter, r *http.Request, s *self
 		p.renderSelf(w, r, http.StatusForbidden, nil, selfView{View: "signin"}, msgEnded)
 		return
 	}
-	if _, err := p.newSelfSession(r.Context(), w, r, s.userID, selfSessionData{Stage: stageFull, Policy: s.data.Policy}, selfSessionTTL); err != nil {
+	if _, err := p.newSelfSession(r.Context(), w, r, s.userID, selfSessionData{Stage: stageFull, Policy: s.data.Policy, GraceUntil: s.data.GraceUntil}, selfSessionTTL); err != nil {
 		p.selfInternal(w, r, nil, err)
 		return
 	}
@@ -744,7 +753,7 @@ func (p *Pages) selfDisable(w http.ResponseWriter, r *http.Request, s *selfSessi
 	if !p.selfEnabled(w, r, s) {
 		return
 	}
-	if applies, err := p.policyApplies(ctx, s.userID, ""); err != nil || applies || s.data.Policy {
+	if pst, err := p.policyState(ctx, s.userID, ""); err != nil || pst.Applies || s.data.Policy {
 		if err != nil {
 			p.selfInternal(w, r, s, err)
 			return

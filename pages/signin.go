@@ -77,16 +77,30 @@ type signinData struct {
 	// Email offers a code by e-mail (the user has an address and e-mail
 	// codes are on); EmailSent asks for that code.
 	Email, EmailSent bool
-	// The enforcement policy's enrolment step (signin_enrol.go): the QR
-	// code, the enrolment sealed for the pending login, whether 2FA is
-	// required now or in DaysLeft days; then the recovery codes.
+	enrolData
+	rememberOffer
+}
+
+// policyNotice is what a page says of the enforcement policy to a user
+// without 2FA: it is required now, or in DaysLeft days.
+type policyNotice struct {
+	Required bool
+	DaysLeft int
+}
+
+// enrolData is the enforcement policy's enrolment step on the sign-in and
+// OAuth pages (signin_enrol.go): the QR code, the enrolment sealed for the
+// pending sign-in, the notice; then the recovery codes.
+type enrolData struct {
+	policyNotice
 	Enrol     *enrolView
 	Sealed    string
-	Required  bool
-	DaysLeft  int
 	Codes     []string
 	CodesHref template.URL
-	// Remember offers "remember this browser" for RememberDays.
+}
+
+// rememberOffer offers "remember this browser" for RememberDays.
+type rememberOffer struct {
 	Remember     bool
 	RememberDays int
 }
@@ -162,8 +176,7 @@ func (p *Pages) readSignIn(w http.ResponseWriter, r *http.Request, form url.Valu
 	q := &signin{form: form, raw: raw, target: target, allowed: p.redirectAllowed(raw)}
 	q.cookie, q.fresh = p.signinCookie(w, r)
 	q.d = &signinData{Provider: p.cfg.SSOProviderName, Host: target.Host, RedirectURL: raw,
-		Action: r.URL.RequestURI(), Digits: p.acc.Params().Digits,
-		Remember: p.cfg.RememberTTL > 0 && p.remember != nil, RememberDays: p.rememberDays()}
+		Action: r.URL.RequestURI(), Digits: p.acc.Params().Digits, rememberOffer: p.rememberOffer()}
 	q.page = PageData{Title: p.cfg.SSOProviderName, Data: q.d, CSRF: p.csrf.token("signin\x00"+raw, q.cookie, p.now())}
 	return q, w, nil
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix"
 
@@ -24,9 +26,10 @@ import (
 // Within the grace period the page says how many days are left and offers
 // "Not now"; after it, enrolling is the only way on. The homeserver's login
 // is held meanwhile in a KindSignIn session whose one flow is stageEnrol:
-// the code step never releases it (isEnrolSession), only "continue" once the
-// user has 2FA, or "skip" while the policy, asked again with the held
-// login's own token, does not block the user. The enrolment's secret rides
+// the code step never releases it (isEnrolSession), only "continue" by the
+// sign-in that confirmed the enrolment, or "skip" while the user has no 2FA
+// and the policy, asked again with the held login's own token, does not
+// block them. The enrolment's secret rides
 // in the form sealed for the session (as the self-service page keeps it in
 // its web session), so a mistyped code shows the same QR code again.
 
@@ -36,8 +39,12 @@ const stageEnrol = "m.matrix2fa.enrol"
 // enrolSteps are the form steps of the enrolment (CSRF bound to the session).
 var enrolSteps = map[string]bool{"enrol": true, "skip": true, "continue": true}
 
-func isEnrolSession(s *uia.Session) bool {
-	return len(s.Flows) == 1 && slices.Equal(s.Flows[0], []string{stageEnrol})
+func isEnrolSession(s *uia.Session) bool { return isEnrolFlows(s.Flows) }
+
+// isEnrolFlows reports whether a pending sign-in's flows mark it as waiting
+// for enrolment (the OAuth page's sessions are marked alike).
+func isEnrolFlows(flows [][]string) bool {
+	return len(flows) == 1 && slices.Equal(flows[0], []string{stageEnrol})
 }
 
 func signInEnrolOwner(sid string) string { return "signin-enrol:" + sid }
@@ -72,26 +79,60 @@ func (p *Pages) enrolFirst(w http.ResponseWriter, r *http.Request, q *signin, lo
 
 // startSignInEnrol starts an enrolment for held sign-in s and puts it on the page.
 func (p *Pages) startSignInEnrol(ctx context.Context, q *signin, s *uia.Session, st policy.State) error {
-	en, err := p.acc.Enrol(ctx, s.UserID)
-	if err != nil {
-		return err
-	}
-	se := sealedEnrolment{Secret: en.Secret, URI: en.URI, Params: en.Params, ExpiresAt: en.ExpiresAt}
-	plain, _ := json.Marshal(se)
-	sealed, err := p.box.Seal(signInEnrolOwner(s.ID), plain)
-	clear(plain)
+	ev, sealed, err := p.sealNewEnrolment(ctx, s.UserID, signInEnrolOwner(s.ID))
 	if err != nil {
 		return err
 	}
 	p.enrolStep(q, s, st)
-	q.d.Enrol, q.d.Sealed = enrolViewOf(se, en.QRPNG, false), base64.RawURLEncoding.EncodeToString(sealed)
+	q.d.Enrol, q.d.Sealed = ev, sealed
 	return nil
+}
+
+// sealNewEnrolment starts an enrolment for userID (the sign-in and OAuth
+// pages' enrolment under the policy): its view, and its secret sealed for
+// owner (the pending sign-in) to ride in the form.
+func (p *Pages) sealNewEnrolment(ctx context.Context, userID, owner string) (*enrolView, string, error) {
+	en, err := p.acc.Enrol(ctx, userID)
+	if err != nil {
+		return nil, "", err
+	}
+	se := sealedEnrolment{Secret: en.Secret, URI: en.URI, Params: en.Params, ExpiresAt: en.ExpiresAt}
+	plain, _ := json.Marshal(se)
+	sealed, err := p.box.Seal(owner, plain)
+	clear(plain)
+	if err != nil {
+		return nil, "", err
+	}
+	return enrolViewOf(se, en.QRPNG, false), base64.RawURLEncoding.EncodeToString(sealed), nil
+}
+
+// confirmEnrolment confirms userID's enrolment with form's code: the
+// recovery codes. On a wrong or missing code, again is the enrolment (form's
+// "enrolment", sealed for owner) to show again; nil when the pending sign-in
+// must end (expired, locked out, broken).
+func (p *Pages) confirmEnrolment(ctx context.Context, form url.Values, userID, owner string) (codes []string, again *enrolView, err error) {
+	sealed, _ := base64.RawURLEncoding.DecodeString(form.Get("enrolment"))
+	ev, ok := p.openEnrolment(ctx, userID, owner, sealed)
+	codes, err = p.acc.Confirm(ctx, userID, strings.ReplaceAll(form.Get("code"), " ", ""))
+	if err == nil {
+		return codes, nil, nil
+	}
+	_, locked := account.IsLocked(err)
+	if !ok || locked || (!errors.Is(err, account.ErrInvalidCode) && !errors.Is(err, account.ErrMissingCode)) {
+		return nil, nil, err
+	}
+	return nil, ev, err
+}
+
+// noticeOf is what the pages say of policy state st at now.
+func noticeOf(st policy.State, now time.Time) policyNotice {
+	return policyNotice{Required: st.Enforced, DaysLeft: st.DaysLeft(now)}
 }
 
 // enrolStep puts held sign-in s and the policy's state on the page.
 func (p *Pages) enrolStep(q *signin, s *uia.Session, st policy.State) {
 	q.d.Session, q.d.UserID = s.ID, s.UserID
-	q.d.Required, q.d.DaysLeft = st.Enforced, st.DaysLeft(p.now())
+	q.d.policyNotice = noticeOf(st, p.now())
 	q.page.CSRF = p.csrf.token("signin-enrol\x00"+q.raw+"\x00"+s.ID, q.cookie, p.now())
 }
 
@@ -127,9 +168,7 @@ func (p *Pages) signInEnrolStep(w http.ResponseWriter, r *http.Request, q *signi
 // recovery codes, once; a wrong code shows the same QR code again.
 func (p *Pages) signInConfirm(w http.ResponseWriter, r *http.Request, q *signin, s *uia.Session) {
 	ctx := r.Context()
-	sealed, _ := base64.RawURLEncoding.DecodeString(q.form.Get("enrolment"))
-	ev, ok := p.openEnrolment(ctx, s.UserID, signInEnrolOwner(s.ID), sealed)
-	codes, err := p.acc.Confirm(ctx, s.UserID, strings.ReplaceAll(q.form.Get("code"), " ", ""))
+	codes, ev, err := p.confirmEnrolment(ctx, q.form, s.UserID, signInEnrolOwner(s.ID))
 	if err == nil {
 		// Only this sign-in, which confirmed the enrolment, may "continue".
 		err = p.engine.MarkCompleted(ctx, s, stageEnrol)
@@ -141,14 +180,13 @@ func (p *Pages) signInConfirm(w http.ResponseWriter, r *http.Request, q *signin,
 		renderPage(w, http.StatusOK, "signin_codes.html", q.page)
 		return
 	}
-	_, locked := account.IsLocked(err)
-	if !ok || locked || (!errors.Is(err, account.ErrInvalidCode) && !errors.Is(err, account.ErrMissingCode)) {
+	if ev == nil {
 		p.held.Drop(ctx, s, httpx.Logger(r)) // expired, locked out or broken: the login ends
 		q.d.Session = ""
 		p.signInRefused(w, r, q, "signin.html", err)
 		return
 	}
-	st, _ := p.policy.Evaluate(ctx, s.UserID)
+	st, _ := p.policyState(ctx, s.UserID, "")
 	p.enrolStep(q, s, st)
 	q.d.Enrol, q.d.Sealed = ev, q.form.Get("enrolment")
 	p.signInRefused(w, r, q, "signin_enrol.html", err)

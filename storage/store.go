@@ -283,7 +283,8 @@ const (
 	// KindAdminWeb: an admin page session.
 	KindAdminWeb SessionKind = "admin_web"
 	// KindOAuthSignIn: an OAuth authorization page sign-in waiting for its
-	// code (Data: the sealed password, for the login after the code).
+	// code or, with the one flow m.matrix2fa.enrol, for enrolment under the
+	// enforcement policy (Data: the sealed password, for the login after).
 	KindOAuthSignIn SessionKind = "oauth_signin"
 )
 

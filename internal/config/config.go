@@ -75,7 +75,7 @@ type Config struct {
 	OAuth oauth.Config `yaml:"oauth"`
 	// Policy is the enforcement policy: whom 2FA is required of (none by default).
 	Policy policy.Config `yaml:"policy"`
-	// RememberBrowser is "remember this browser" on the sign-in page.
+	// RememberBrowser is "remember this browser" on the sign-in and OAuth pages.
 	RememberBrowser RememberBrowser `yaml:"remember_browser"`
 	// BotTokens are the account page's tokens for bots and scripts.
 	BotTokens BotTokens `yaml:"bot_tokens"`
@@ -84,7 +84,7 @@ type Config struct {
 	TrustedClients trust.Config `yaml:"trusted_clients"`
 }
 
-// RememberBrowser configures "remember this browser" on the sign-in page.
+// RememberBrowser configures "remember this browser" on the sign-in and OAuth pages.
 type RememberBrowser struct {
 	// TTL is how long a remembered browser skips the code (0: not offered).
 	TTL time.Duration `yaml:"ttl"`

@@ -116,7 +116,8 @@ login:
   # address and browser the sign-in came from.
   fallback_completes_login: {{.Login.FallbackCompletesLogin}}
 
-# "Remember this browser" on the sign-in page's code step: the browser gets a
+# "Remember this browser" on the code step of the sign-in page and of the
+# OAuth authorization page (one cookie for both): the browser gets a
 # random cookie (only its SHA-256 is stored) and signs in without the code
 # (the password is still checked) for this long. The account page lists and
 # revokes them; turning 2FA off, an admin reset, a new authenticator and a
@@ -228,10 +229,11 @@ oauth:
 # The enforcement policy: whom two-factor authentication is required of.
 # After the grace period, a user under it without 2FA is refused (403
 # M_FORBIDDEN naming <public_base_url>/_matrix2fa/) on /login and on every
-# request with an older token, except what enrolling needs; the sign-in page
-# walks them through enrolment instead; disabling 2FA is refused while the
-# policy applies (an admin reset still works). Check who is affected before
-# turning it on: matrix-2fa admin status USER.
+# request with an older token, except what enrolling needs; the sign-in and
+# OAuth pages walk them through enrolment instead (within the grace period
+# they, and the account page, say how many days are left); disabling 2FA is
+# refused while the policy applies (an admin reset still works). Check who is
+# affected before turning it on: matrix-2fa admin status USER.
 policy:
   # none (the default: nobody is required), all (everyone but the exempt),
   # or selected (users, patterns and homeserver_admins below).
