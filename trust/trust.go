@@ -44,7 +44,7 @@ type Config struct {
 // over or strip an account, and for a login token (a new login).
 func DefaultConfig() Config {
 	return Config{Window: 5 * time.Minute,
-		AlwaysAsk: []string{Disable2FA, RegenerateCodes, Deactivate, ChangePassword, CrossSigningReset, LoginToken}}
+		AlwaysAsk: []string{Disable2FA, RegenerateCodes, Enrol2FA, Deactivate, ChangePassword, CrossSigningReset, LoginToken}}
 }
 
 // Validate reports every problem of c (none: valid), each naming its

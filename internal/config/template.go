@@ -261,7 +261,8 @@ trusted_clients:
   # delete_device, delete_devices, change_password, deactivate, add_3pid,
   # cross_signing_reset, login_token, enrol_2fa, disable_2fa,
   # regenerate_recovery_codes. The default keeps those that take over or
-  # strip an account, and login_token (it makes a new login).
+  # strip an account or its second factor (enrol_2fa replaces the
+  # authenticator), and login_token (it makes a new login).
   always_ask: {{q .TrustedClients.AlwaysAsk}}
 
 log:
