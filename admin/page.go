@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"maunium.net/go/mautrix"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/canonical"
@@ -359,9 +358,8 @@ func (a *Admin) logout(r *http.Request, token string) {
 
 // signInRefused answers a password the homeserver refused.
 func (a *Admin) signInRefused(w http.ResponseWriter, r *http.Request, v view, err error) {
-	var re mautrix.RespError
-	if _, limited := httperr.HomeserverLimited(err); !limited && errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
-		httpx.Logger(r).WithField("errcode", re.ErrCode).Info("admin page: sign-in refused")
+	if errcode, refused := httperr.HomeserverRefused(err); refused {
+		httpx.Logger(r).WithField("errcode", errcode).Info("admin page: sign-in refused")
 		a.render(w, r, http.StatusForbidden, nil, v, msgBadPassword)
 		return
 	}

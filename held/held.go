@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"maunium.net/go/mautrix"
 
+	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
@@ -193,9 +194,8 @@ func (k *Keeper) retire(ctx context.Context, s storage.UIASession, log logrus.Fi
 		l.Info("held login " + why + "; logged out at the homeserver")
 		return false
 	}
-	var re mautrix.RespError
-	final := errors.Is(err, errUnusable) ||
-		(errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 && re.StatusCode != http.StatusTooManyRequests)
+	_, refused := httperr.HomeserverRefused(err)
+	final := errors.Is(err, errUnusable) || refused
 	now := k.now()
 	if final || now.Sub(s.ExpiresAt) > retryLimit {
 		l.WithError(err).Error("held login " + why + "; logging it out failed for good")

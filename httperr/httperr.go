@@ -200,6 +200,17 @@ func Wait(err error) (time.Duration, bool) {
 	return 0, false
 }
 
+// HomeserverRefused reports whether err is the homeserver's own refusal of
+// a request (a 4xx other than its rate limit: a wrong password, an unknown
+// token), and its errcode.
+func HomeserverRefused(err error) (errcode string, ok bool) {
+	var re mautrix.RespError
+	if !errors.As(err, &re) || re.StatusCode < 400 || re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests {
+		return "", false
+	}
+	return re.ErrCode, true
+}
+
 // HomeserverLimited reports whether err is the homeserver's 429, and its
 // retry_after_ms (a second when it gave none).
 func HomeserverLimited(err error) (time.Duration, bool) {

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-2fa/matrix-2fa/account"
@@ -121,7 +120,7 @@ func (p *Pages) stepUp(w http.ResponseWriter, r *http.Request, s *selfSession, v
 		err = errors.New("pages: the homeserver logged in another user")
 	}
 	if err != nil {
-		p.stepUpRefused(w, r, s, show, err)
+		p.stepUpRefused(w, r, s, show, msgBadPwOrCode, err)
 		return false
 	}
 	defer p.logoutQuietly(r, login.AccessToken)
@@ -138,14 +137,15 @@ func (p *Pages) stepUp(w http.ResponseWriter, r *http.Request, s *selfSession, v
 	return true
 }
 
-// stepUpRefused answers a refused password login.
-func (p *Pages) stepUpRefused(w http.ResponseWriter, r *http.Request, s *selfSession, show func(int, string), err error) {
-	var re mautrix.RespError
+// stepUpRefused answers a password login of a signed-in session that
+// failed: the homeserver's rate limit as the locked page, its refusal as
+// wrong (shown with show), anything else as internal.
+func (p *Pages) stepUpRefused(w http.ResponseWriter, r *http.Request, s *selfSession, show func(int, string), wrong string, err error) {
 	if wait, limited := httperr.HomeserverLimited(err); limited {
 		p.renderLocked(w, r, s, wait)
-	} else if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
-		httpx.Logger(r).Info("account page: wrong password")
-		show(http.StatusForbidden, msgBadPwOrCode)
+	} else if errcode, refused := httperr.HomeserverRefused(err); refused {
+		httpx.Logger(r).WithField("errcode", errcode).Info("account page: wrong password")
+		show(http.StatusForbidden, wrong)
 	} else {
 		p.selfInternal(w, r, s, err)
 	}

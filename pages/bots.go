@@ -13,7 +13,6 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/matrix-2fa/matrix-2fa/canonical"
-	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 )
@@ -149,7 +148,7 @@ func (p *Pages) selfBotCreate(w http.ResponseWriter, r *http.Request, s *selfSes
 	}
 	login, err := p.hs.PasswordLogin(ctx, s.userID, password, "", botDevicePrefix+name)
 	if err != nil {
-		p.botLoginRefused(w, r, s, err)
+		p.stepUpRefused(w, r, s, show, "Wrong password.", err)
 		return
 	}
 	if !canonical.SameUser(s.userID, string(login.UserID)) {
@@ -177,20 +176,6 @@ func (p *Pages) storeBotToken(ctx context.Context, userID, name string, login *m
 	t := storage.BotToken{ID: httpx.RandomToken(12), UserID: userID, Name: name, DeviceID: string(login.DeviceID),
 		Hash: h[:], Secret: sealed, KeyID: p.box.KeyID(), CreatedAt: p.now()}
 	return t, p.remember.PutBotToken(ctx, t, p.cfg.MaxBotTokens)
-}
-
-// botLoginRefused answers a password login for a bot token the homeserver
-// refused: its rate limit as the locked page, a 4xx as a wrong password.
-func (p *Pages) botLoginRefused(w http.ResponseWriter, r *http.Request, s *selfSession, err error) {
-	var re mautrix.RespError
-	if wait, limited := httperr.HomeserverLimited(err); limited {
-		p.renderLocked(w, r, s, wait)
-	} else if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
-		httpx.Logger(r).WithField("errcode", re.ErrCode).Info("self-service: bot token refused, wrong password")
-		p.renderStatus(w, r, http.StatusForbidden, s, "", "Wrong password.")
-	} else {
-		p.selfInternal(w, r, s, err)
-	}
 }
 
 // botFailed logs a bot token's login out again after a failure, and says so.

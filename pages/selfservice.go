@@ -313,7 +313,6 @@ func (p *Pages) policyState(ctx context.Context, userID, token string) (policy.S
 	return p.policy.Evaluate(ctx, userID)
 }
 
-// handleSelfPost runs one of the page's forms, chosen by its action field.
 // SelfPost runs one action of the self-service page (sign-in, code, enrol,
 // confirm, regenerate, disable, sign-out), each form checked for CSRF.
 func (p *Pages) SelfPost(w http.ResponseWriter, r *http.Request) {
@@ -426,11 +425,10 @@ func (p *Pages) selfAction(w http.ResponseWriter, r *http.Request, s *selfSessio
 // selfSignInRefused answers a password login the homeserver refused: its
 // rate limit as the locked page, a 4xx as a wrong password, else unreachable.
 func (p *Pages) selfSignInRefused(w http.ResponseWriter, r *http.Request, v selfView, err error) {
-	var re mautrix.RespError
 	if wait, limited := httperr.HomeserverLimited(err); limited {
 		p.renderLocked(w, r, nil, wait)
-	} else if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
-		httpx.Logger(r).WithField("errcode", re.ErrCode).Info("self-service sign-in refused")
+	} else if errcode, refused := httperr.HomeserverRefused(err); refused {
+		httpx.Logger(r).WithField("errcode", errcode).Info("self-service sign-in refused")
 		p.renderSelf(w, r, http.StatusForbidden, nil, v, msgBadPassword)
 	} else {
 		httpx.Logger(r).WithError(err).Error("self-service sign-in: homeserver failed")

@@ -294,9 +294,8 @@ func (p *Pages) passwordLogin(r *http.Request, user, password string) (*mautrix.
 		return nil, errBadCredentials
 	}
 	login, err := p.hs.PasswordLogin(r.Context(), user, password, "", pendingDeviceName)
-	var re mautrix.RespError
-	if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 && re.StatusCode != http.StatusTooManyRequests {
-		httpx.Logger(r).WithField("errcode", re.ErrCode).Info("sign-in page: homeserver refused the password login")
+	if errcode, refused := httperr.HomeserverRefused(err); refused {
+		httpx.Logger(r).WithField("errcode", errcode).Info("sign-in page: homeserver refused the password login")
 		return nil, errBadCredentials
 	}
 	return login, err
