@@ -97,3 +97,21 @@ func TestFormatWait(t *testing.T) {
 		t.Error("RetryAfter rounds below a second to 0")
 	}
 }
+
+func TestHomeserverRefused(t *testing.T) {
+	for _, c := range []struct {
+		err     error
+		refused bool
+	}{
+		{fmt.Errorf("login: %w", mautrix.MForbidden.WithMessage("Invalid password").WithStatus(403)), true},
+		{mautrix.MUnknownToken.WithMessage("x").WithStatus(401), true},
+		{mautrix.MLimitExceeded.WithMessage("slow down").WithStatus(http.StatusTooManyRequests), false},
+		{mautrix.MUnknown.WithMessage("boom").WithStatus(500), false},
+		{errors.New("connection refused"), false},
+	} {
+		code, ok := httperr.HomeserverRefused(c.err)
+		if ok != c.refused || ok && code == "" {
+			t.Errorf("HomeserverRefused(%v) = %q, %v; want refused %v", c.err, code, ok, c.refused)
+		}
+	}
+}
