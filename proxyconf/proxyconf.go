@@ -69,6 +69,8 @@ type params struct {
 	RawRules         []Rule // against the raw request URI
 	CaddyPattern     string
 	CaddyRawPattern  string
+	NginxPattern     string // the rules as one alternation (nginx's ~* makes it case-insensitive)
+	NginxRawPattern  string
 	CaddySite        string
 	Inner            string // nginx: the "server" template's output, for http { }
 }
@@ -160,6 +162,8 @@ func (o Options) params(format Format) (params, []error) {
 	p.RawRules = RawRules()
 	p.CaddyPattern = caddyPattern(p.Rules)
 	p.CaddyRawPattern = caddyPattern(p.RawRules)
+	p.NginxPattern = alternation(p.Rules)
+	p.NginxRawPattern = alternation(p.RawRules)
 	p.CaddySite = p.ServerName + ":" + p.ListenPort
 	if p.PlainHTTP {
 		p.CaddySite = "http://" + p.CaddySite

@@ -170,11 +170,18 @@ func matchAny(rules []Rule, path string) bool {
 // caddyPattern is the one case-insensitive regular expression that matches
 // any of rules (Caddy allows one path_regexp per matcher).
 func caddyPattern(rules []Rule) string {
+	return "(?i)" + alternation(rules)
+}
+
+// alternation is the one regular expression that matches any of rules. nginx
+// gets it too: one match per request, not one per rule, on every request
+// that passes through.
+func alternation(rules []Rule) string {
 	alts := make([]string, len(rules))
 	for i, r := range rules {
 		alts[i] = "(?:" + r.Pattern + ")"
 	}
-	return "(?i)" + strings.Join(alts, "|")
+	return strings.Join(alts, "|")
 }
 
 var (

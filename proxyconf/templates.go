@@ -53,13 +53,15 @@ upstream matrix2fa_homeserver {
 # The raw request URI (as the client sent it, and as it goes upstream) of a
 # request the homeserver could read as one of the gateway's or a guarded
 # endpoint, without regard to case (~*): 1 sends it to the gateway, whatever
-# its normalised path (the locations below) says.
+# its normalised path (the locations below) says. One alternation, so that a
+# request passing through costs one match; its alternatives, in order:
+{{- range .RawRules}}
+#   {{.Why}}:
+#     {{.Pattern}}
+{{- end}}
 map $request_uri $matrix2fa_raw {
 	default 0;
-{{- range .RawRules}}
-	# {{.Why}}
-	"~*{{.Pattern}}" 1;
-{{- end}}
+	"~*{{.NginxRawPattern}}" 1;
 }
 
 server {
@@ -105,13 +107,14 @@ server {
 	# it on, never the homeserver unchecked. proxy_pass without a URI sends
 	# the request URI as the client sent it; the gateway canonicalises it
 	# itself.
+	# The alternatives, as one location (one match per request):
 {{- range .Rules}}
-
-	# {{.Why}}
-	location ~* "{{.Pattern}}" {
-{{- template "gateway" $}}
-	}
+	#   {{.Why}}:
+	#     {{.Pattern}}
 {{- end}}
+	location ~* "{{.NginxPattern}}" {
+{{- template "gateway" .}}
+	}
 
 	# Everything else: straight to the homeserver. /sync long-polls unbuffered.
 	location ~ "^/_matrix/client/[^/]+/sync$" {
@@ -135,13 +138,19 @@ server {
 {{- end}}
 {{- if .Fragment}}
 #
-# Put this inside http { } of an existing nginx (e.g. /etc/nginx/conf.d/).
+# Put this inside http { } of an existing nginx (e.g. /etc/nginx/conf.d/),
+# and "pcre_jit on;" at the top of nginx.conf (main context): without it the
+# regular expressions below cost a passed-through request about half again
+# what nginx spends on it.
 {{template "server" .}}
 {{- else}}
 #
 # Runs as is: nginx -c THIS_FILE -p DIR/ (pid, log and temporary files in DIR).
 # For an existing nginx, regenerate with --fragment for its conf.d.
 
+# Compile the regular expressions below to machine code: without it they
+# cost a passed-through request about half again what nginx spends on it.
+pcre_jit on;
 worker_processes auto;
 pid nginx.pid;
 error_log error.log;
