@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -126,6 +127,17 @@ func TestCheckCreateForm(t *testing.T) {
 		err := checkCreateForm(tc.user, tc.password, tc.again)
 		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
 			t.Errorf("%q %q %q: %v; want %v", tc.user, tc.password, tc.again, err, tc.want)
+		}
+	}
+}
+
+// TestCreateViewToken: the token field is there only when the flow needs it.
+func TestCreateViewToken(t *testing.T) {
+	for _, token := range []bool{false, true} {
+		w := httptest.NewRecorder()
+		renderPage(w, http.StatusOK, "oauth_create.html", PageData{Title: "t", Data: &oauthData{ClientName: "App", Create: &createView{Token: token}}})
+		if got := strings.Contains(w.Body.String(), `name="token"`); w.Code != 200 || got != token {
+			t.Errorf("token %v: status %d, field %v", token, w.Code, got)
 		}
 	}
 }
