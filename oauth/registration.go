@@ -75,6 +75,8 @@ type regCache struct {
 	val  Registration
 	at   time.Time // of the probe; zero: never probed
 	busy bool      // a refresh is running
+	// first is held by the first probe, which the callers wait for.
+	first sync.Mutex
 }
 
 // Registration reports whether the page can register users at the
@@ -87,17 +89,30 @@ func (s *Server) Registration(ctx context.Context) Registration {
 	c := &s.reg
 	c.mu.Lock()
 	val, at := c.val, c.at
-	if at.IsZero() || !c.busy && s.now().Sub(at) >= registrationTTL {
-		c.busy = true
+	if at.IsZero() {
 		c.mu.Unlock()
-		if at.IsZero() {
-			return s.probeRegistration(ctx)
-		}
+		return s.firstProbe(ctx)
+	}
+	if !c.busy && s.now().Sub(at) >= registrationTTL {
+		c.busy = true
 		go s.probeRegistration(context.WithoutCancel(ctx))
-		return val
 	}
 	c.mu.Unlock()
 	return val
+}
+
+// firstProbe probes once for every caller that comes before any answer.
+func (s *Server) firstProbe(ctx context.Context) Registration {
+	c := &s.reg
+	c.first.Lock()
+	defer c.first.Unlock()
+	c.mu.Lock()
+	val, at := c.val, c.at
+	c.mu.Unlock()
+	if !at.IsZero() {
+		return val
+	}
+	return s.probeRegistration(ctx)
 }
 
 // probeRegistration asks the homeserver and keeps the answer.

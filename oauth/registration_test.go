@@ -119,6 +119,18 @@ func TestRegistrationProbe(t *testing.T) {
 	if hs.count() != 2 {
 		t.Fatalf("%d probes; want 2", hs.count())
 	}
+	// Callers before the first answer share one probe.
+	slow := &probeHS{answer: func() (*homeserver.RegisterResult, error) { time.Sleep(50 * time.Millisecond); return open() }}
+	shared := New(Config{}, nil, slow, nil, log, nil)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); shared.Registration(t.Context()) }()
+	}
+	wg.Wait()
+	if slow.count() != 1 {
+		t.Fatalf("%d first probes; want 1", slow.count())
+	}
 	down := New(Config{}, nil, &probeHS{answer: func() (*homeserver.RegisterResult, error) { return nil, homeserver.ErrUnreachable }}, nil, log, nil)
 	if got := down.Registration(t.Context()); got.Possible {
 		t.Fatalf("homeserver down: %+v", got)
