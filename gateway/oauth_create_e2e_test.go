@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -214,5 +215,83 @@ func TestOAuthCreateUnderPolicy(t *testing.T) {
 	}
 	if on, err := e.acc.Enabled(context.Background(), "@newpolicy:localhost"); err != nil || !on {
 		t.Fatalf("2FA of the new user: %v %v", on, err)
+	}
+}
+
+// TestOAuthCreateRedTeam: what prompt=create must not allow. The
+// homeserver registers exactly the username checked, never another user;
+// a taken username never signs anyone in, with or without its password; a
+// session in the form is not read; odd input is a sentence, never a 500;
+// the create step counts toward the per-address rate limit.
+func TestOAuthCreateRedTeam(t *testing.T) {
+	e := newEnv(t, func(g *gatewayConfig, _ *accountConfig) {
+		g.PublicBaseURL = oauthIssuer
+		g.OAuth = oauth.Config{Enabled: true}
+		g.RateBurst, g.RateEvery = 12, time.Hour
+	})
+	victim := e.enrol("rtvictim")
+	client := e.registerClient(webClient())
+	p := newPKCE("create-redteam-")
+	page := createURL(client, "RTDEV00001", "s", p)
+	c := e.pgClient()
+	good := tesths.RandomPassword(t)
+
+	// The victim's name in any case, with the right password: taken, no code,
+	// no device, and the victim's 2FA is untouched.
+	for _, name := range []string{victim.Localpart, "RTVictim", " rtvictim "} {
+		r := c.oauthCreate(page, name, victim.Password, victim.Password)
+		noRedirect(t, r, 400, "the victim's name "+name)
+		pgWant(t, r, 400, "That username is taken")
+	}
+	if e.hasDevice(victim.AccessToken, "RTDEV00001") {
+		t.Fatal("a device for the victim")
+	}
+	// A session of someone else's in the form is not read: the page starts
+	// its own UIA session (the homeserver would otherwise take the
+	// username and password kept with that session).
+	get := c.get(page)
+	r := c.post(page, "csrf", get.hidden("csrf"), "step", "create", "username", "rtmallory", "password", good, "password2", good,
+		"session", "SOMEONE-ELSES", "auth", `{"type":"m.login.dummy","session":"X"}`, "user", "rtvictim")
+	v := redirectParams(t, r, oauthCB+"?")
+	tok := e.exchange(client, v.Get("code"), oauthCB, p.verifier)
+	if who := e.gw("GET", polWhoami, tok.str("access_token"), nil); who.str("user_id") != "@rtmallory:localhost" {
+		t.Fatalf("whoami: %s", who.Raw)
+	}
+	// Odd input: sentences, never a 500.
+	for name, fields := range map[string][]string{
+		"long username":   {"username", strings.Repeat("a", 300), "password", good, "password2", good},
+		"long password":   {"username", "rtlong", "password", strings.Repeat("p", 600), "password2", strings.Repeat("p", 600)},
+		"unicode":         {"username", "ålice", "password", good, "password2", good},
+		"NUL":             {"username", "a\x00b", "password", good, "password2", good},
+		"no fields":       {},
+		"token not asked": {"username", "rttoken", "password", good, "password2", "x", "token", "abc"},
+	} {
+		get := c.get(page)
+		r := c.post(page, append([]string{"csrf", get.hidden("csrf"), "step", "create"}, fields...)...)
+		if r.Status >= 500 || r.Header.Get("Location") != "" || !r.has(`class="error"`) || r.has("That did not work") {
+			t.Fatalf("%s: %d %q\n%s", name, r.Status, r.Header.Get("Location"), r.Body)
+		}
+	}
+	// The rate limit: the create step spends the address's burst (12, with
+	// the POSTs above) and is then refused before the homeserver is asked.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; ; i++ {
+		if i == 12 {
+			t.Fatal("no rate limit on the create step")
+		}
+		name := fmt.Sprintf("rtlimited%d", i)
+		get = c.get(page)
+		r = c.post(page, "csrf", get.hidden("csrf"), "step", "create", "username", name, "password", good, "password2", good+"x")
+		if r.Status == 429 {
+			if r.Header.Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+			break
+		}
+		pgWant(t, r, 400, "do not match")
+	}
+	if _, err := e.hs.Login(ctx, "rtmallory", good); err != nil {
+		t.Fatalf("the registered user: %v", err)
 	}
 }

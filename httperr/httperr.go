@@ -65,6 +65,9 @@ var (
 	ErrRegistrationClosed = errors.New("httperr: registration not possible here")
 	// ErrPasswordMismatch: the two new passwords of a form differ.
 	ErrPasswordMismatch = errors.New("httperr: the passwords differ")
+	// ErrPasswordTooLong: a new password longer than homeservers take (512
+	// bytes: Synapse, Dendrite).
+	ErrPasswordTooLong = errors.New("httperr: password too long")
 	// ErrMissingRegistrationToken and ErrBadRegistrationToken: the
 	// homeserver asks for a registration token; none was given, or it
 	// refused the one given.
@@ -141,6 +144,7 @@ var table = []row{
 	{ErrRegistrationClosed, mautrix.MForbidden.WithMessage("Registration is not possible here"),
 		"This server does not allow creating an account here. Sign in with an existing account instead."},
 	{ErrPasswordMismatch, mautrix.MInvalidParam.WithMessage("The passwords differ"), "The two passwords do not match. Type the same password twice."},
+	{ErrPasswordTooLong, mautrix.MInvalidParam.WithMessage("The password is too long"), "That password is too long: use at most 512 characters."},
 	{ErrMissingRegistrationToken, MMissingParam.WithMessage("No registration token was given"),
 		"This server needs a registration token to create an account. Enter the one you were given."},
 	{ErrBadRegistrationToken, mautrix.MForbidden.WithMessage("Invalid registration token"),

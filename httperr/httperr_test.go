@@ -77,6 +77,7 @@ func TestPage(t *testing.T) {
 		{"weak password", httperr.MWeakPassword.WithMessage("too short"), 400, "too weak"},
 		{"registration closed", httperr.ErrRegistrationClosed, 403, "does not allow creating an account"},
 		{"passwords differ", httperr.ErrPasswordMismatch, 400, "do not match"},
+		{"password too long", httperr.ErrPasswordTooLong, 400, "too long"},
 		{"no registration token", httperr.ErrMissingRegistrationToken, 400, "registration token"},
 		{"bad registration token", httperr.ErrBadRegistrationToken, 403, "not valid"},
 	}

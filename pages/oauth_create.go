@@ -43,6 +43,9 @@ type createView struct {
 // "User Identifiers"), after lowercasing.
 var usernameChars = regexp.MustCompile(`^[a-z0-9._=/+-]{1,255}$`)
 
+// maxPasswordLen is the longest password homeservers take (Synapse, Dendrite).
+const maxPasswordLen = 512
+
 // promptHrefs puts the links between the views on the page: to the create
 // view while registration is possible, and back to the sign-in view.
 func (p *Pages) promptHrefs(r *http.Request, q *authz) {
@@ -123,6 +126,8 @@ func checkCreateForm(user, password, again string) error {
 		return flows.ErrMissingPassword
 	case password != again:
 		return httperr.ErrPasswordMismatch
+	case len(password) > maxPasswordLen:
+		return httperr.ErrPasswordTooLong
 	}
 	return nil
 }

@@ -123,6 +123,8 @@ func TestCheckCreateForm(t *testing.T) {
 		{"", "pw", "pw", mautrix.MInvalidUsername},
 		{"bob", "", "", flows.ErrMissingPassword},
 		{"bob", "pw", "px", httperr.ErrPasswordMismatch},
+		{"bob", strings.Repeat("p", 513), strings.Repeat("p", 513), httperr.ErrPasswordTooLong},
+		{"bob", strings.Repeat("p", 512), strings.Repeat("p", 512), nil},
 	} {
 		err := checkCreateForm(tc.user, tc.password, tc.again)
 		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
