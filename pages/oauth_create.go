@@ -102,7 +102,7 @@ func (p *Pages) authorizeCreate(w http.ResponseWriter, r *http.Request, q *authz
 		userID, err = p.registerUser(r, user, password, token)
 	}
 	if errors.Is(err, httperr.ErrRegistrationClosed) {
-		q.d.Create, q.d.CreateHref = nil, ""
+		q.d.Create, q.d.CreateHref, q.page.Title = nil, "", "Sign in to "+q.d.ClientName
 		p.signInRefusedPage(w, r, q.page, "oauth.html", err)
 		return
 	}
