@@ -32,11 +32,13 @@ type RegisterAuth struct {
 }
 
 // RegisterResult is the homeserver's answer to a registration request:
-// UserID once the account exists, else the UIA challenge (its errcode set
+// UserID once the account exists (AccessToken when the homeserver logged
+// it in despite inhibit_login), else the UIA challenge (its errcode set
 // when the last stage was refused).
 type RegisterResult struct {
-	UserID string
-	UIA    *mautrix.RespUserInteractive
+	UserID      string
+	AccessToken string
+	UIA         *mautrix.RespUserInteractive
 }
 
 // Register posts req to POST /_matrix/client/v3/register. A 200 gives the
@@ -54,12 +56,13 @@ func (c *Client) Register(ctx context.Context, req RegisterRequest) (*RegisterRe
 	switch resp.Status {
 	case http.StatusOK:
 		var ok struct {
-			UserID string `json:"user_id"`
+			UserID      string `json:"user_id"`
+			AccessToken string `json:"access_token"`
 		}
 		if json.Unmarshal(resp.Body, &ok) != nil || ok.UserID == "" {
 			return nil, fmt.Errorf("homeserver: POST %s: answer has no user_id", pathRegister)
 		}
-		return &RegisterResult{UserID: ok.UserID}, nil
+		return &RegisterResult{UserID: ok.UserID, AccessToken: ok.AccessToken}, nil
 	case http.StatusUnauthorized:
 		if uia, ok := ParseUIA(resp.Body); ok {
 			return &RegisterResult{UIA: uia}, nil

@@ -25,7 +25,7 @@ func TestRegister(t *testing.T) {
 			wantBody: `{}`, wantUIA: true},
 		{name: "a stage", req: homeserver.RegisterRequest{Username: "bob", Password: "pw", InhibitLogin: true,
 			Auth: &homeserver.RegisterAuth{Type: "m.login.registration_token", Session: "S", Token: "T"}},
-			status: 200, body: `{"user_id":"@bob:localhost","home_server":"localhost"}`,
+			status: 200, body: `{"user_id":"@bob:localhost","home_server":"localhost","access_token":"AT"}`,
 			wantBody: `{"username":"bob","password":"pw","auth":{"type":"m.login.registration_token","session":"S","token":"T"},"inhibit_login":true}`,
 			wantUser: "@bob:localhost"},
 		{name: "disabled", status: 403, body: `{"errcode":"M_FORBIDDEN","error":"Registration is disabled"}`, wantBody: `{}`, wantCode: "M_FORBIDDEN"},
@@ -55,7 +55,7 @@ func TestRegister(t *testing.T) {
 				}
 			case err != nil:
 				t.Fatal(err)
-			case res.UserID != tc.wantUser || (res.UIA != nil) != tc.wantUIA:
+			case res.UserID != tc.wantUser || (res.UIA != nil) != tc.wantUIA || tc.wantUser != "" && res.AccessToken != "AT":
 				t.Fatalf("got %+v", res)
 			}
 		})

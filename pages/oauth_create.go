@@ -1,6 +1,7 @@
 package pages
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -144,6 +145,11 @@ func (p *Pages) registerUser(r *http.Request, user, password, token string) (str
 		req.Auth, err = nextRegisterStage(res.UIA, req.Auth, token)
 		if err == nil {
 			res, err = p.hs.Register(r.Context(), req)
+		}
+	}
+	if err == nil && res.AccessToken != "" { // a login despite inhibit_login: not the client's
+		if lerr := p.hs.Logout(context.WithoutCancel(r.Context()), res.AccessToken); lerr != nil {
+			httpx.Logger(r).WithError(lerr).Error("oauth page: logging out the registration's login")
 		}
 	}
 	var re mautrix.RespError

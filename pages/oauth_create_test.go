@@ -20,6 +20,12 @@ type scriptedHS struct {
 	Homeserver
 	answers []func() (*homeserver.RegisterResult, error)
 	sent    []homeserver.RegisterRequest
+	logouts []string
+}
+
+func (h *scriptedHS) Logout(ctx context.Context, accessToken string) error {
+	h.logouts = append(h.logouts, accessToken)
+	return nil
 }
 
 func (h *scriptedHS) Register(ctx context.Context, req homeserver.RegisterRequest) (*homeserver.RegisterResult, error) {
@@ -99,6 +105,16 @@ func TestRegisterUser(t *testing.T) {
 				}
 			}
 		})
+	}
+	// A homeserver that logs the new user in despite inhibit_login: that
+	// login is logged out (the client's is made after the sign-in).
+	hs := &scriptedHS{answers: []func() (*homeserver.RegisterResult, error){challenge("", nil, []mautrix.AuthType{dummy}),
+		func() (*homeserver.RegisterResult, error) {
+			return &homeserver.RegisterResult{UserID: "@bob:hs", AccessToken: "AT"}, nil
+		}}}
+	if userID, err := (&Pages{hs: hs}).registerUser(httptest.NewRequest("POST", "/", nil), "bob", "pw", ""); err != nil || userID != "@bob:hs" ||
+		len(hs.logouts) != 1 || hs.logouts[0] != "AT" {
+		t.Errorf("a login despite inhibit_login: %q, %v, logouts %v", userID, err, hs.logouts)
 	}
 	for name, answers := range map[string][]func() (*homeserver.RegisterResult, error){
 		"another user":   {challenge("", nil, []mautrix.AuthType{dummy}), registered("@bobby:hs")},
