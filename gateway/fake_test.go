@@ -278,6 +278,11 @@ func (f *fakeHS) PasswordLogin(ctx context.Context, user, password string, devic
 	return &login, nil
 }
 
+// Register: the fake homeserver does not allow registration.
+func (f *fakeHS) Register(ctx context.Context, req homeserver.RegisterRequest) (*homeserver.RegisterResult, error) {
+	return nil, mautrix.MForbidden.WithMessage("Registration is disabled").WithStatus(http.StatusForbidden)
+}
+
 func (f *fakeHS) CheckPassword(ctx context.Context, userID id.UserID, password string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -114,6 +114,7 @@ type Homeserver interface {
 	Login(ctx context.Context, body []byte, header http.Header) (*homeserver.Response, error)
 	Logout(ctx context.Context, accessToken string) error
 	PasswordLogin(ctx context.Context, user, password string, deviceID id.DeviceID, displayName string) (*mautrix.RespLogin, error)
+	Register(ctx context.Context, req homeserver.RegisterRequest) (*homeserver.RegisterResult, error)
 	CheckPassword(ctx context.Context, userID id.UserID, password string) (bool, error)
 	SetDeviceDisplayName(ctx context.Context, accessToken string, deviceID id.DeviceID, name string) error
 	EmailAddresses(ctx context.Context, accessToken string) ([]string, error)

@@ -11,7 +11,9 @@ import (
 // OAuth helpers in headless Chromium (discovery, dynamic registration, the
 // authorization URL with PKCE, the code grant) sign in a user with 2FA (the
 // page asks for the code) and one without; each token syncs through the
-// gateway and is, at the homeserver, the device its scope named.
+// gateway and is, at the homeserver, the device its scope named. A third
+// user is registered with prompt=create on the create view (after a taken
+// username is refused there) and signed in the same way.
 func TestBrowserOAuthJSSDK(t *testing.T) {
 	e := oauthEnv(t)
 	with := e.enrol("jssdkalice")
@@ -23,6 +25,7 @@ func TestBrowserOAuthJSSDK(t *testing.T) {
 		"CODE_2FA":       e.peekCode(with, 0),
 		"USER_PLAIN":     without.Localpart,
 		"PASSWORD_PLAIN": without.Password,
+		"NEW_USER":       "jssdknewcarol",
 	})
 	if dir := os.Getenv("SCREENSHOTS_DIR"); dir != "" {
 		vars["SCREENSHOTS_DIR"] = dir

@@ -59,12 +59,30 @@ var (
 	ErrPolicyRequired = errors.New("httperr: 2FA required by the enforcement policy")
 	// ErrBadSecret: the provider API's shared secret is missing or wrong.
 	ErrBadSecret = errors.New("httperr: missing or wrong shared secret")
+	// ErrRegistrationClosed: the homeserver does not let the OAuth page
+	// register users (registration off, or only flows the page cannot
+	// complete).
+	ErrRegistrationClosed = errors.New("httperr: registration not possible here")
+	// ErrPasswordMismatch: the two new passwords of a form differ.
+	ErrPasswordMismatch = errors.New("httperr: the passwords differ")
+	// ErrPasswordTooLong: a new password longer than homeservers take (512
+	// bytes: Synapse, Dendrite).
+	ErrPasswordTooLong = errors.New("httperr: password too long")
+	// ErrMissingRegistrationToken and ErrBadRegistrationToken: the
+	// homeserver asks for a registration token; none was given, or it
+	// refused the one given.
+	ErrMissingRegistrationToken = errors.New("httperr: no registration token")
+	ErrBadRegistrationToken     = errors.New("httperr: registration token refused")
 )
 
-// MMissingParam is the Matrix error mautrix does not predefine.
-var MMissingParam = mautrix.RespError{ErrCode: "M_MISSING_PARAM", StatusCode: http.StatusBadRequest}
+// MMissingParam and MWeakPassword are Matrix errors mautrix does not predefine.
+var (
+	MMissingParam = mautrix.RespError{ErrCode: "M_MISSING_PARAM", StatusCode: http.StatusBadRequest}
+	MWeakPassword = mautrix.RespError{ErrCode: "M_WEAK_PASSWORD", StatusCode: http.StatusBadRequest}
+)
 
-// row is one entry of the table: the API's Matrix error and the pages' text.
+// row is one entry of the table: the API's Matrix error (none: the
+// homeserver's own passes unchanged) and the pages' text.
 // Texts say nothing that helps guessing: wrong and replayed codes read the same.
 type row struct {
 	err  error
@@ -123,6 +141,20 @@ var table = []row{
 	{ErrPolicyRequired, mautrix.MForbidden.WithMessage("This server requires two-factor authentication for your account: it cannot be turned off"),
 		"This server requires two-factor authentication for your account: it cannot be turned off."},
 	{ErrBadSecret, mautrix.MUnknownToken.WithMessage("Missing or wrong shared secret").WithStatus(http.StatusUnauthorized), ""},
+	{ErrRegistrationClosed, mautrix.MForbidden.WithMessage("Registration is not possible here"),
+		"This server does not allow creating an account here. Sign in with an existing account instead."},
+	{ErrPasswordMismatch, mautrix.MInvalidParam.WithMessage("The passwords differ"), "The two passwords do not match. Type the same password twice."},
+	{ErrPasswordTooLong, mautrix.MInvalidParam.WithMessage("The password is too long"), "That password is too long: use at most 512 characters."},
+	{ErrMissingRegistrationToken, MMissingParam.WithMessage("No registration token was given"),
+		"This server needs a registration token to create an account. Enter the one you were given."},
+	{ErrBadRegistrationToken, mautrix.MForbidden.WithMessage("Invalid registration token"),
+		"That registration token is not valid. Check it, or ask whoever gave it to you for a new one."},
+	// The homeserver's refusals of a registration (the OAuth page's prompt=create).
+	// No Matrix error of their own: the homeserver's passes unchanged.
+	{mautrix.MUserInUse, mautrix.RespError{}, "That username is taken. Choose another one."},
+	{mautrix.MInvalidUsername, mautrix.RespError{}, "That username cannot be used. Use only lowercase letters, digits and . _ = - / +"},
+	{mautrix.MExclusive, mautrix.RespError{}, "That username is reserved on this server. Choose another one."},
+	{MWeakPassword, mautrix.RespError{}, "That password is too weak. Choose a longer one."},
 	{homeserver.ErrUnreachable, mautrix.MUnknown.WithMessage("The homeserver cannot be reached; try again shortly").WithStatus(http.StatusBadGateway),
 		"The homeserver cannot be reached. Please try again in a moment."},
 	{storage.ErrUnavailable, mautrix.MUnknown.WithMessage("The 2FA database is unavailable; try again shortly").WithStatus(http.StatusServiceUnavailable),
@@ -147,7 +179,7 @@ func Matrix(err error) mautrix.RespError {
 			WithExtraField("retry_after_ms", wait.Milliseconds()).WithExtraHeader("Retry-After", RetryAfter(wait))
 	}
 	for _, r := range table {
-		if errors.Is(err, r.err) {
+		if errors.Is(err, r.err) && r.resp.ErrCode != "" {
 			return r.resp
 		}
 	}

@@ -71,6 +71,15 @@ func TestPage(t *testing.T) {
 		{"homeserver 429", mautrix.MLimitExceeded.WithMessage("slow down").WithExtraField("retry_after_ms", float64(2000)).WithStatus(429), 429, "Please wait 2 seconds"},
 		{"cross-user", canonical.ErrOtherUser, 403, "That did not work"},
 		{"internal", errors.New("disk on fire"), 500, "Something went wrong"},
+		{"username taken", mautrix.MUserInUse.WithMessage("User ID already taken.").WithStatus(400), 400, "That username is taken"},
+		{"username invalid", mautrix.MInvalidUsername.WithStatus(400), 400, "cannot be used"},
+		{"username exclusive", mautrix.MExclusive.WithStatus(400), 400, "reserved"},
+		{"weak password", httperr.MWeakPassword.WithMessage("too short"), 400, "too weak"},
+		{"registration closed", httperr.ErrRegistrationClosed, 403, "does not allow creating an account"},
+		{"passwords differ", httperr.ErrPasswordMismatch, 400, "do not match"},
+		{"password too long", httperr.ErrPasswordTooLong, 400, "too long"},
+		{"no registration token", httperr.ErrMissingRegistrationToken, 400, "registration token"},
+		{"bad registration token", httperr.ErrBadRegistrationToken, 403, "not valid"},
 	}
 	for _, tc := range cases {
 		status, text := httperr.Page(tc.err)
@@ -80,6 +89,9 @@ func TestPage(t *testing.T) {
 		if tc.status == 500 && strings.Contains(text, "disk") {
 			t.Errorf("%s: internal detail on the page", tc.name)
 		}
+	}
+	if got := httperr.Matrix(mautrix.MUserInUse.WithMessage("User ID already taken.")); got.Err != "User ID already taken." {
+		t.Errorf("the homeserver's M_USER_IN_USE changed on its way: %+v", got)
 	}
 	if got := httperr.Matrix(&account.LockedError{RetryAfter: 90 * time.Second}); got.ExtraHeader["Retry-After"] != "90" {
 		t.Errorf("lockout Retry-After = %v", got.ExtraHeader)

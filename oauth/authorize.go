@@ -24,6 +24,9 @@ type Request struct {
 	Challenge string
 	Scope     string
 	DeviceID  string
+	// Create: the client asked for user registration (prompt=create); the
+	// page shows it when Registration is possible, else the sign-in.
+	Create bool
 }
 
 // challengeChars is a PKCE code challenge or verifier (RFC 7636 §4.1).
@@ -52,7 +55,8 @@ func (s *Server) ParseAuthorize(ctx context.Context, q url.Values) (*Request, er
 	if err := json.Unmarshal(stored.Metadata, &c); err != nil {
 		return nil, err
 	}
-	req := &Request{Client: &c, RedirectURI: q.Get("redirect_uri"), Mode: cmpOr(q.Get("response_mode"), "query"), State: q.Get("state")}
+	req := &Request{Client: &c, RedirectURI: q.Get("redirect_uri"), Mode: cmpOr(q.Get("response_mode"), "query"), State: q.Get("state"),
+		Create: wantsCreate(q.Get("prompt"))}
 	if req.RedirectURI == "" || !redirectMatches(c.RedirectURIs, req.RedirectURI) {
 		return nil, ErrBadRedirect
 	}

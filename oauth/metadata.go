@@ -18,12 +18,18 @@ type metadata struct {
 	RevocationAuthMethods    []string `json:"revocation_endpoint_auth_methods_supported"`
 	AccountManagementURI     string   `json:"account_management_uri,omitempty"`
 	AccountManagementActions []string `json:"account_management_actions_supported,omitempty"`
+	PromptValues             []string `json:"prompt_values_supported,omitempty"`
 }
 
 // Metadata is GET /_matrix/client/v1/auth_metadata (and MSC2965's unstable
-// path): where the endpoints are and what they support.
+// path): where the endpoints are and what they support; prompt=create only
+// while the page can register users at the homeserver (Registration).
 func (s *Server) Metadata(w http.ResponseWriter, r *http.Request) {
 	iss := s.cfg.Issuer
+	var prompts []string
+	if s.Registration(r.Context()).Possible {
+		prompts = []string{"create"}
+	}
 	writeJSON(w, http.StatusOK, metadata{
 		Issuer:                   iss + "/",
 		AuthorizationEndpoint:    iss + AuthorizePath,
@@ -38,5 +44,6 @@ func (s *Server) Metadata(w http.ResponseWriter, r *http.Request) {
 		RevocationAuthMethods:    []string{"none"},
 		AccountManagementURI:     s.cfg.AccountURI,
 		AccountManagementActions: s.cfg.AccountActions,
+		PromptValues:             prompts,
 	})
 }

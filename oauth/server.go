@@ -34,6 +34,7 @@ var MetadataPrefixes = []string{"/_matrix/client/v1", "/_matrix/client/unstable/
 type Homeserver interface {
 	WhoAmI(ctx context.Context, accessToken string) (homeserver.WhoAmI, error)
 	Logout(ctx context.Context, accessToken string) error
+	Register(ctx context.Context, req homeserver.RegisterRequest) (*homeserver.RegisterResult, error)
 }
 
 // Sealer encrypts what the server keeps of a homeserver login
@@ -52,6 +53,7 @@ type Server struct {
 	box   Sealer
 	log   logrus.FieldLogger
 	now   func() time.Time
+	reg   regCache
 }
 
 // New returns a server; now is the clock.

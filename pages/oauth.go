@@ -46,6 +46,7 @@ type OAuth interface {
 	IssueCode(ctx context.Context, req *oauth.Request, login *mautrix.RespLogin) (string, error)
 	SignInTTL() time.Duration
 	SealApproval(sid, password string) ([]byte, error)
+	Registration(ctx context.Context) oauth.Registration
 }
 
 // oauthData is the authorization page's template data.
@@ -53,6 +54,11 @@ type oauthData struct {
 	ClientName, ClientURI, Action string
 	Username, UserID, Session     string
 	Digits                        int
+	// Create is the create view (prompt=create); Notice a sentence above
+	// the form; CreateHref and SignInHref link the two views.
+	Create                 *createView
+	Notice                 string
+	CreateHref, SignInHref string
 	enrolData
 	rememberOffer
 }
@@ -65,6 +71,7 @@ type authz struct {
 	fresh  bool
 	page   PageData
 	d      *oauthData
+	reg    oauth.Registration
 }
 
 // Authorize is the authorization page.
@@ -93,12 +100,14 @@ func (p *Pages) Authorize(w http.ResponseWriter, r *http.Request) {
 	q := p.readAuthorize(w, r, req, form)
 	switch {
 	case r.Method == http.MethodGet:
-		renderPage(w, http.StatusOK, "oauth.html", q.page)
+		p.authorizeView(w, q, http.StatusOK)
 	case q.fresh || !p.csrf.check("oauth\x00"+r.URL.RawQuery, q.cookie, form.Get("csrf"), p.now()) && form.Get("step") != "code" && !enrolSteps[form.Get("step")]:
 		q.page.Error = "This page has expired (or cookies are blocked). Please try again."
-		renderPage(w, http.StatusForbidden, "oauth.html", q.page)
+		p.authorizeView(w, q, http.StatusForbidden)
 	case form.Get("step") == "deny":
 		found(w, req.Denied())
+	case form.Get("step") == "create":
+		p.authorizeCreate(w, r, q)
 	case form.Get("step") == "code":
 		p.authorizeCode(w, r, q)
 	case enrolSteps[form.Get("step")]:
@@ -146,6 +155,8 @@ func (p *Pages) readAuthorize(w http.ResponseWriter, r *http.Request, req *oauth
 	q.d = &oauthData{ClientName: req.Client.DisplayName(), ClientURI: req.Client.ClientURI, Action: r.URL.RequestURI(),
 		Digits: p.acc.Params().Digits, rememberOffer: p.rememberOffer()}
 	q.page = PageData{Title: "Sign in to " + q.d.ClientName, Data: q.d, CSRF: p.csrf.token("oauth\x00"+r.URL.RawQuery, q.cookie, p.now())}
+	q.reg = p.oauth.Registration(r.Context())
+	p.promptHrefs(r, q)
 	return q
 }
 
@@ -156,6 +167,13 @@ func (p *Pages) readAuthorize(w http.ResponseWriter, r *http.Request, req *oauth
 func (p *Pages) authorizeCredentials(w http.ResponseWriter, r *http.Request, q *authz) {
 	user, password := strings.TrimSpace(q.form.Get("username")), q.form.Get("password")
 	q.d.Username = user
+	p.authorizeSignIn(w, r, q, user, password)
+}
+
+// authorizeSignIn signs user in with password (from the sign-in view, or
+// just registered on the create view): the enrolment the policy asks for,
+// the code step for a user with 2FA, else the client's login at once.
+func (p *Pages) authorizeSignIn(w http.ResponseWriter, r *http.Request, q *authz, user, password string) {
 	userID, enabled, st, err := p.authorizeCheck(r, user, password)
 	if err != nil {
 		p.signInRefusedPage(w, r, q.page, "oauth.html", err)

@@ -39,6 +39,7 @@ type Accounts interface {
 // Homeserver is what the pages need of the homeserver.
 type Homeserver interface {
 	PasswordLogin(ctx context.Context, user, password string, deviceID id.DeviceID, displayName string) (*mautrix.RespLogin, error)
+	Register(ctx context.Context, req homeserver.RegisterRequest) (*homeserver.RegisterResult, error)
 	CheckPassword(ctx context.Context, userID id.UserID, password string) (bool, error)
 	Logout(ctx context.Context, accessToken string) error
 	Devices(ctx context.Context, accessToken string) ([]homeserver.Device, error)

@@ -103,6 +103,9 @@ const (
 	// device ID).
 	AuditBotTokenCreated = "bot_token_created"
 	AuditBotTokenRevoked = "bot_token_revoked"
+	// AuditRegistered: a user was registered at the homeserver on the OAuth
+	// authorization page (prompt=create; Detail: the client).
+	AuditRegistered = "registered"
 )
 
 // AuditQuery selects audit events for QueryAudit; zero fields select all.

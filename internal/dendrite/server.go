@@ -41,6 +41,10 @@ type Options struct {
 	// ReadyTimeout bounds the wait for /_matrix/client/versions to answer 200;
 	// 60 seconds when zero.
 	ReadyTimeout time.Duration
+	// RegistrationDisabled turns registration off in a newly generated
+	// config (POST /register answers 403 M_FORBIDDEN; the shared-secret
+	// admin registration still works).
+	RegistrationDisabled bool
 }
 
 // Server is a running Dendrite monolith listening on a loopback port.
@@ -63,7 +67,8 @@ type Server struct {
 }
 
 // Start generates a signing key and a CI config (SQLite files, in-memory
-// JetStream, no rate limiting, open registration) in opts.Dir unless they
+// JetStream, no rate limiting, open registration unless
+// opts.RegistrationDisabled) in opts.Dir unless they
 // already exist, starts Dendrite on a free 127.0.0.1 port and waits until it
 // answers GET /_matrix/client/versions with 200. Only plain HTTP is served:
 // Dendrite opens its HTTPS listener only when given a certificate. Errors
@@ -153,6 +158,13 @@ func (s *Server) prepare(ctx context.Context, opts Options) error {
 		return fmt.Errorf("dendrite: generate-config -ci output has no %q", traceHook)
 	}
 	cfg = bytes.Replace(cfg, []byte(traceHook), []byte("logging:\n- type: std\n  level: "+opts.LogLevel+"\n"), 1)
+	if opts.RegistrationDisabled {
+		const open = "registration_disabled: false\n"
+		if !bytes.Contains(cfg, []byte(open)) {
+			return fmt.Errorf("dendrite: generate-config -ci output has no %q", open)
+		}
+		cfg = bytes.Replace(cfg, []byte(open), []byte("registration_disabled: true\n"), 1)
+	}
 	if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
 		return fmt.Errorf("dendrite: %w", err)
 	}

@@ -46,11 +46,17 @@ func DendriteBinDir(t testing.TB) string {
 // Dendrite's log. It fails the test if Dendrite cannot be built or started.
 func Dendrite(t testing.TB) *dendrite.Server {
 	t.Helper()
-	binDir := DendriteBinDir(t)
+	return DendriteWith(t, dendrite.Options{})
+}
+
+// DendriteWith is Dendrite with opts (its BinDir and Dir are set here).
+func DendriteWith(t testing.TB, opts dendrite.Options) *dendrite.Server {
+	t.Helper()
+	opts.BinDir, opts.Dir = DendriteBinDir(t), t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	start := time.Now()
-	s, err := dendrite.Start(ctx, dendrite.Options{BinDir: binDir, Dir: t.TempDir()})
+	s, err := dendrite.Start(ctx, opts)
 	if err != nil {
 		t.Fatalf("starting Dendrite: %v", err)
 	}

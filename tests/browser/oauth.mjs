@@ -2,8 +2,11 @@
 // a user in through the gateway, once with 2FA (the authorization page asks
 // for the code) and once without. Started by TestBrowserOAuthJSSDK
 // (gateway/oauth_browser_e2e_test.go) with GATEWAY_URL, HS_URL, ISSUER (the
-// gateway's public URL, https), USER_2FA, PASSWORD_2FA, CODE_2FA, USER_PLAIN
-// and PASSWORD_PLAIN.
+// gateway's public URL, https), USER_2FA, PASSWORD_2FA, CODE_2FA, USER_PLAIN,
+// PASSWORD_PLAIN, and NEW_USER (not registered yet) for user registration:
+// the SDK's authorization URL with prompt=create opens the create view,
+// which registers NEW_USER at the homeserver (USER_PLAIN is refused there
+// as taken) and signs it in.
 //
 // The web client is a page on https://app.example/ that loads the SDK
 // (bundled here with esbuild from node_modules/matrix-js-sdk) and calls
@@ -52,21 +55,25 @@ async function route(context, sdkJS) {
   });
 }
 
-// startLogin runs discovery, registration and the authorization URL in the
-// app page, keeps the OAuth context in sessionStorage and goes to the URL.
-async function startLogin(page, deviceId) {
+// startLogin runs discovery, registration and the authorization URL (with
+// prompt, if given, which the metadata must offer) in the app page, keeps
+// the OAuth context in sessionStorage and goes to the URL.
+async function startLogin(page, deviceId, prompt) {
   await page.goto(`${app}/`);
   await page.waitForFunction(() => window.sdk);
-  const url = await page.evaluate(async ({ issuer, redirect, deviceId }) => {
+  const url = await page.evaluate(async ({ issuer, redirect, deviceId, prompt }) => {
     const client = window.sdk.createClient({ baseUrl: issuer });
     const meta = await client.getAuthMetadata();
+    if (prompt && !(meta.prompt_values_supported || []).includes(prompt)) {
+      throw new Error(`prompt_values_supported ${JSON.stringify(meta.prompt_values_supported)} lacks ${prompt}`);
+    }
     const clientId = await window.sdk.OAuth2.registerClient(meta, { client_name: 'js-sdk test app',
       client_uri: 'https://app.example/', redirect_uris: [redirect], application_type: 'web' });
     const oauth = new window.sdk.OAuth2(meta, { clientId, deviceId });
     const state = crypto.randomUUID();
     sessionStorage.setItem('oauth', JSON.stringify({ meta, context: oauth.context, state }));
-    return oauth.generateAuthorizationCodeGrantUrl(state, redirect);
-  }, { issuer, redirect, deviceId });
+    return oauth.generateAuthorizationCodeGrantUrl(state, redirect, 'fragment', prompt);
+  }, { issuer, redirect, deviceId, prompt });
   log(`authorization URL: ${url.replace(/code_challenge=[^&]+/, 'code_challenge=…')}`);
   assert(url.startsWith(`${issuer}/_matrix2fa/oauth2/authorize?`), `authorization URL ${url}`);
   assert(/response_mode=fragment/.test(url) && /code_challenge_method=S256/.test(url), 'the SDK asks for fragment and S256');
@@ -107,6 +114,32 @@ async function signIn(page, user, password) {
   await page.getByLabel('Username').fill(user);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in and allow' }).click();
+}
+
+// create fills the create view: username, the password twice.
+async function create(page, user, password) {
+  await page.getByLabel('Username').fill(user);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByLabel('Password again').fill(password);
+  await page.getByRole('button', { name: 'Create account and allow' }).click();
+}
+
+// register walks the create view: the links between the views, a taken
+// username refused in a sentence, then NEW_USER registered and signed in.
+async function register(page) {
+  await page.getByLabel('Password again').waitFor();
+  assert(/prompt=create/.test(page.url()), `prompt=create not in ${page.url()}`);
+  const body = await page.content();
+  assert(body.includes('js-sdk test app') && !body.includes('name="token"'), 'the create view names the client, asks for no token');
+  await page.getByRole('link', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in and allow' }).waitFor();
+  await page.getByRole('link', { name: 'Create an account' }).click();
+  await page.getByLabel('Password again').waitFor();
+  await create(page, env('USER_PLAIN'), env('PASSWORD_PLAIN'));
+  await page.getByText('That username is taken').waitFor();
+  assert(new URL(page.url()).origin === new URL(issuer).origin, `a taken username left the page for ${page.url()}`);
+  await screenshot(page, 'oauth-create-taken');
+  await create(page, env('NEW_USER'), env('PASSWORD_PLAIN'));
 }
 
 // checkDevice checks, at the homeserver itself, that the token is the
@@ -151,6 +184,16 @@ await main(async (browser) => {
   await field.fill(env('CODE_2FA'));
   await page.getByRole('button', { name: 'Sign in and allow' }).click();
   await checkDevice(env('USER_2FA'), await finishLogin(page));
+  assert(foreign.length === 0, `requests to other origins: ${foreign}`);
+  await context.close();
+
+  // A new user: prompt=create, the create view, back to the app.
+  ({ context, page } = await newPhonePage(browser));
+  foreign = foreignRequests(context, [issuer, app]);
+  await route(context, sdkJS);
+  await startLogin(page, 'JSSDKNEW01', 'create');
+  await register(page);
+  await checkDevice(env('NEW_USER'), await finishLogin(page));
   assert(foreign.length === 0, `requests to other origins: ${foreign}`);
   await context.close();
 });
