@@ -235,6 +235,10 @@ func TestOAuthNativeClientWithout2FA(t *testing.T) {
 	// A loopback redirect matches on any port.
 	page = authorizeURL(client, "http://127.0.0.1:49152/cb", "NATIVEDEV2", "s", p, "")
 	redirectParams(t, c.oauthSignIn(page, u.Localpart, u.Password), "http://127.0.0.1:49152/cb?")
+	// An MSC4198 login hint fills the username field; the full user ID signs in.
+	hinted := authorizeURL(client, "com.example.app:/callback", "NATIVEDEV3", "h", p, "fragment") + "&login_hint=" + url.QueryEscape("mxid:"+u.UserID)
+	pgWant(t, c.get(hinted), 200, `value="`+u.UserID+`"`)
+	redirectParams(t, c.oauthSignIn(hinted, u.UserID, u.Password), "com.example.app:/callback#")
 }
 
 func TestOAuthRegistrationRules(t *testing.T) {

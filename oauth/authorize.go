@@ -27,10 +27,28 @@ type Request struct {
 	// Create: the client asked for user registration (prompt=create); the
 	// page shows it when Registration is possible, else the sign-in.
 	Create bool
+	// LoginHint is the user ID of an MSC4198 login_hint ("mxid:@alice:example.org"):
+	// the page fills the username field with it, nothing more.
+	LoginHint string
 }
 
 // challengeChars is a PKCE code challenge or verifier (RFC 7636 §4.1).
 var challengeChars = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
+
+// hintUserID is a user ID a login_hint may carry: "@localpart:server", the
+// localpart printable ASCII without ":" (historical user IDs), the server a
+// host name or IP literal with an optional port.
+var hintUserID = regexp.MustCompile(`^@[!-9;-~]+:[A-Za-z0-9.\-\[\]:]+$`)
+
+// loginHint is the user ID of an MSC4198 login hint, or "" (other hints,
+// such as e-mail addresses, and anything malformed are ignored).
+func loginHint(h string) string {
+	id, ok := strings.CutPrefix(h, "mxid:")
+	if !ok || len(id) > 255 || !hintUserID.MatchString(id) {
+		return ""
+	}
+	return id
+}
 
 // ErrNoClient and ErrBadRedirect are authorization request errors that must
 // not redirect (RFC 6749 §4.1.2.1): the page shows them.
@@ -56,7 +74,7 @@ func (s *Server) ParseAuthorize(ctx context.Context, q url.Values) (*Request, er
 		return nil, err
 	}
 	req := &Request{Client: &c, RedirectURI: q.Get("redirect_uri"), Mode: cmpOr(q.Get("response_mode"), "query"), State: q.Get("state"),
-		Create: wantsCreate(q.Get("prompt"))}
+		Create: wantsCreate(q.Get("prompt")), LoginHint: loginHint(q.Get("login_hint"))}
 	if req.RedirectURI == "" || !redirectMatches(c.RedirectURIs, req.RedirectURI) {
 		return nil, ErrBadRedirect
 	}

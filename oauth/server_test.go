@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/sirupsen/logrus"
@@ -37,6 +38,31 @@ func TestWriteError(t *testing.T) {
 		json.Unmarshal(w.Body.Bytes(), &body)
 		if w.Code != c.status || body.Error != c.code {
 			t.Errorf("%v: got %d %q, want %d %q", c.err, w.Code, body.Error, c.status, c.code)
+		}
+	}
+}
+
+// TestLoginHint: only an MSC4198 "mxid:" hint with a well-formed user ID
+// fills the username field; anything else is ignored.
+func TestLoginHint(t *testing.T) {
+	for _, tc := range []struct{ hint, want string }{
+		{"mxid:@alice:example.org", "@alice:example.org"},
+		{"mxid:@alice:example.org:8448", "@alice:example.org:8448"},
+		{"mxid:@alice:[::1]:8448", "@alice:[::1]:8448"},
+		{"mxid:@=41lice.x_y/z:example.org", "@=41lice.x_y/z:example.org"},
+		{"", ""},
+		{"alice", ""},
+		{"@alice:example.org", ""},
+		{"email:alice@example.org", ""},
+		{"mxid:alice", ""},
+		{"mxid:@alice", ""},
+		{"mxid:@al ice:example.org", ""},
+		{"mxid:@alice:example.org\"><script>", ""},
+		{"mxid:@älice:example.org", ""},
+		{"mxid:@" + strings.Repeat("a", 300) + ":example.org", ""},
+	} {
+		if got := loginHint(tc.hint); got != tc.want {
+			t.Errorf("loginHint(%q) = %q, want %q", tc.hint, got, tc.want)
 		}
 	}
 }

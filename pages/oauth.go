@@ -153,7 +153,7 @@ func (p *Pages) readAuthorize(w http.ResponseWriter, r *http.Request, req *oauth
 			SameSite: http.SameSiteLaxMode, Secure: p.secure(r)})
 	}
 	q.d = &oauthData{ClientName: req.Client.DisplayName(), ClientURI: req.Client.ClientURI, Action: r.URL.RequestURI(),
-		Digits: p.acc.Params().Digits, rememberOffer: p.rememberOffer()}
+		Digits: p.acc.Params().Digits, rememberOffer: p.rememberOffer(), Username: req.LoginHint}
 	q.page = PageData{Title: "Sign in to " + q.d.ClientName, Data: q.d, CSRF: p.csrf.token("oauth\x00"+r.URL.RawQuery, q.cookie, p.now())}
 	q.reg = p.oauth.Registration(r.Context())
 	p.promptHrefs(r, q)
