@@ -112,6 +112,8 @@ type selfView struct {
 	TwoFA    bool
 	DeviceID string
 	XSession string
+	// Approve says what the m.oauth approval view approves.
+	Approve string
 	Devices  []homeserver.Device
 	Listed   bool
 	// Under says the policy applies to the user, who has no 2FA: the status
@@ -415,8 +417,8 @@ func (p *Pages) selfAction(w http.ResponseWriter, r *http.Request, s *selfSessio
 		p.selfPasswordChange(w, r, s)
 	case "deactivate":
 		p.selfDeactivate(w, r, s)
-	case "xsign_approve":
-		p.selfXSignApprove(w, r, s)
+	case "xsign_approve", "approve":
+		p.selfApprove(w, r, s)
 	default:
 		p.renderStatus(w, r, http.StatusBadRequest, s, "", "Unknown action.")
 	}
