@@ -114,8 +114,8 @@ type selfView struct {
 	XSession string
 	// Approve says what the m.oauth approval view approves.
 	Approve string
-	Devices  []homeserver.Device
-	Listed   bool
+	Devices []homeserver.Device
+	Listed  bool
 	// Under says the policy applies to the user, who has no 2FA: the status
 	// says how many days are left, or that it is required now.
 	Under bool

@@ -1,0 +1,172 @@
+package gateway_test
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/matrix-2fa/matrix-2fa/oauth"
+)
+
+// The m.oauth stage on every guarded operation (not only the reset): a 2FA
+// user's OAuth token gets the one m.oauth flow; the account page says what
+// is approved and approves it with the password and a code; the retry
+// completes exactly once, and only for the very request the session began
+// with.
+
+// stageURL is the m.oauth url of challenge ch.
+func stageURL(t *testing.T, ch resp) string {
+	t.Helper()
+	if !strings.Contains(string(ch.Raw), `"flows":[{"stages":["m.oauth"]}]`) {
+		t.Fatalf("challenge: %s", ch.Raw)
+	}
+	params, _ := ch.Body["params"].(map[string]any)
+	stage, _ := params[oauth.StageOAuth].(map[string]any)
+	link, _ := stage["url"].(string)
+	return link
+}
+
+// approvePage signs b in on the approval page of link and returns the
+// query to come back to.
+func (e *env) approvePage(b *webUser, u *enrolled, link string) (query string, p webPage) {
+	e.t.Helper()
+	query = strings.TrimPrefix(link, oauthIssuer+selfPath+"?")
+	wantPage(e.t, b.getQuery(query), 200, `name="next"`)
+	b.post("action", "signin", "username", u.Localpart, "password", u.Password, "next", query)
+	return query, b.post("action", "code", "code", e.code(u))
+}
+
+type oauthOp struct {
+	name         string
+	method, path string
+	body         map[string]any
+	// otherPath, otherBody: a request the approved session must not complete.
+	otherPath string
+	otherBody map[string]any
+	sentence  string
+	done      func() bool
+}
+
+func TestOAuthStageOperations(t *testing.T) {
+	e := oauthEnv(t)
+	ctx := context.Background()
+	cases := []func(u *enrolled) oauthOp{
+		func(u *enrolled) oauthOp {
+			other, err := e.hs.Login(ctx, u.Localpart, u.Password)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return oauthOp{name: "delete_devices", method: "POST", path: "/_matrix/client/v3/delete_devices",
+				body: map[string]any{"devices": []string{other.DeviceID}}, otherBody: map[string]any{"devices": []string{u.DeviceID}},
+				sentence: "sign out the device " + other.DeviceID,
+				done:     func() bool { return e.direct("GET", pgWhoAmI, other.AccessToken, nil).Status == 401 }}
+		},
+		func(u *enrolled) oauthOp {
+			other, err := e.hs.Login(ctx, u.Localpart, u.Password)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return oauthOp{name: "delete_device", method: "DELETE", path: "/_matrix/client/v3/devices/" + other.DeviceID,
+				body: map[string]any{}, otherPath: "/_matrix/client/v3/devices/" + u.DeviceID, otherBody: map[string]any{},
+				sentence: "sign out the device " + other.DeviceID,
+				done:     func() bool { return e.direct("GET", pgWhoAmI, other.AccessToken, nil).Status == 401 }}
+		},
+		func(u *enrolled) oauthOp {
+			return oauthOp{name: "deactivate", method: "POST", path: "/_matrix/client/v3/account/deactivate",
+				body: map[string]any{"erase": false}, otherBody: map[string]any{"erase": true},
+				sentence: "deactivate your account, for good",
+				done: func() bool {
+					_, err := e.hs.Login(ctx, u.Localpart, u.Password)
+					return err != nil
+				}}
+		},
+		func(u *enrolled) oauthOp {
+			const next = "the new pass phrase 7"
+			return oauthOp{name: "password", method: "POST", path: "/_matrix/client/v3/account/password",
+				body:      map[string]any{"new_password": next, "logout_devices": false},
+				otherBody: map[string]any{"new_password": "another pass phrase", "logout_devices": false},
+				sentence:  "change your password (your other devices stay signed in)",
+				done: func() bool {
+					_, err := e.hs.Login(ctx, u.Localpart, next)
+					return err == nil
+				}}
+		},
+	}
+	for i, mk := range cases {
+		u := e.enrol("oauthop" + string(rune('a'+i)))
+		at := e.oauthToken(u, "OAUTHOPDEV"+string(rune('A'+i)))
+		op := mk(u)
+		t.Run(op.name, func(t *testing.T) { e.runOAuthOp(t, u, at, op) })
+	}
+}
+
+func (e *env) runOAuthOp(t *testing.T, u *enrolled, at string, op oauthOp) {
+	ch := e.gw(op.method, op.path, at, op.body)
+	expect(t, ch, 401, "")
+	session := ch.str("session")
+	link := stageURL(t, ch)
+	want := oauthIssuer + "/_matrix2fa/?action=org.matrix2fa.approve&session=" + url.QueryEscape(session)
+	if link != want {
+		t.Fatalf("m.oauth url %q; want %q", link, want)
+	}
+	withAuth := func(body, auth map[string]any) map[string]any {
+		out := map[string]any{"auth": auth}
+		for k, v := range body {
+			out[k] = v
+		}
+		return out
+	}
+	withSession := func(body map[string]any) map[string]any { return withAuth(body, map[string]any{"session": session}) }
+	retry := func() resp { return e.gw(op.method, op.path, at, withSession(op.body)) }
+	expect(t, retry(), 401, "")
+	// A password stage sent by the client itself does not get past m.oauth.
+	expect(t, e.gw(op.method, op.path, at, withAuth(op.body, passwordAuth(u.User, session))), 401, "")
+
+	b := e.browser()
+	query, p := e.approvePage(b, u, link)
+	wantPage(t, p, 200, `id="view-approve"`, `id="approve-what">`+op.sentence+`<`, `name="session" value="`+session+`"`)
+	for _, bad := range [][]string{
+		{"password", u.Password},                         // no code: 400
+		{"password", u.Password, "code", e.wrongCode(u)}, // wrong code
+		{"password", "wrong", "code", e.peekCode(u, 0)},  // wrong password
+	} {
+		b.getQuery(query)
+		form := append([]string{"action", "approve", "session", session}, bad...)
+		if p := b.post(form...); p.Status == 200 {
+			t.Fatalf("approval %v: %d", bad, p.Status)
+		}
+	}
+	b.getQuery(query)
+	wantPage(t, b.post("action", "approve", "session", "unknown"+session, "password", u.Password, "code", e.peekCode(u, 0)), 400, "unknown")
+	expect(t, retry(), 401, "")
+	if op.done() {
+		t.Fatal("done without the approval")
+	}
+	b.getQuery(query)
+	wantPage(t, b.post("action", "approve", "session", session, "password", u.Password, "code", e.code(u)), 200, "Approved: "+op.sentence)
+
+	otherPath := op.otherPath
+	if otherPath == "" {
+		otherPath = op.path
+	}
+	other := e.gw(op.method, otherPath, at, withSession(op.otherBody))
+	if other.Status != 403 {
+		t.Fatalf("another request with the approved session: %d %s", other.Status, other.Raw)
+	}
+	expect(t, retry(), 200, "")
+	if !op.done() {
+		t.Fatal("not done after the approved retry")
+	}
+	if r := retry(); r.Status == 200 {
+		t.Fatal("the approved session worked twice")
+	}
+	// A token not from the OAuth API keeps the 2FA stage in front.
+	if op.name == "deactivate" {
+		return
+	}
+	legacy := e.gw(op.method, op.path, u.AccessToken, op.body)
+	if legacy.Status != 401 || strings.Contains(string(legacy.Raw), "m.oauth") {
+		t.Fatalf("legacy token: %d %s", legacy.Status, legacy.Raw)
+	}
+}
