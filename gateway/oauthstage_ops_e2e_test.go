@@ -170,3 +170,84 @@ func (e *env) runOAuthOp(t *testing.T, u *enrolled, at string, op oauthOp) {
 		t.Fatalf("legacy token: %d %s", legacy.Status, legacy.Raw)
 	}
 }
+
+// TestOAuthStageRedTeam: an approval is for one operation of one user. The
+// page refuses another user's session; an approved session completes no
+// other endpoint and no other user's request; the password alone approves
+// nothing.
+func TestOAuthStageRedTeam(t *testing.T) {
+	e := oauthEnv(t)
+	ctx := context.Background()
+	alice, mallory := e.enrol("rtalice"), e.enrol("rtmallory")
+	aliceAT, malloryAT := e.oauthToken(alice, "RTALICEDEV"), e.oauthToken(mallory, "RTMALDEV")
+	other, err := e.hs.Login(ctx, alice.Localpart, alice.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const deletePath = "/_matrix/client/v3/delete_devices"
+	body := map[string]any{"devices": []string{other.DeviceID}}
+	ch := e.gw("POST", deletePath, aliceAT, body)
+	expect(t, ch, 401, "")
+	session, link := ch.str("session"), stageURL(t, ch)
+	query := strings.TrimPrefix(link, oauthIssuer+selfPath+"?")
+
+	// Mallory, signed in on the page with her own password and code, can
+	// neither see nor approve Alice's session.
+	mb := e.browser()
+	_, p := e.approvePage(mb, mallory, link)
+	wantPage(t, p, 400, "unknown")
+	wantPage(t, mb.post("action", "approve", "session", session, "password", mallory.Password, "code", e.code(mallory)), 400, "unknown")
+
+	// Someone with Alice's password but no code is stuck at the page's sign-in.
+	pb := e.browser()
+	pb.getQuery(query)
+	p = pb.post("action", "signin", "username", alice.Localpart, "password", alice.Password, "next", query)
+	wantPage(t, p, 200, `name="code"`)
+	for _, code := range []string{"", e.wrongCode(alice)} {
+		if p := pb.post("action", "approve", "session", session, "password", alice.Password, "code", code); p.Status == 200 {
+			t.Fatalf("approved before the page's code (code %q): %s", code, p.Body)
+		}
+	}
+	expect(t, e.gw("POST", deletePath, aliceAT, map[string]any{"devices": []string{other.DeviceID}, "auth": map[string]any{"session": session}}), 401, "")
+
+	// Alice approves.
+	ab := e.browser()
+	_, p = e.approvePage(ab, alice, link)
+	wantPage(t, p, 200, `id="view-approve"`)
+	wantPage(t, ab.post("action", "approve", "session", session, "password", alice.Password, "code", e.code(alice)), 200, "Approved")
+
+	withSession := map[string]any{"auth": map[string]any{"session": session}}
+	// The approved session on another endpoint (deactivate, the reset, the
+	// single-device delete) and with Mallory's token: refused, nothing done.
+	for _, c := range []struct {
+		name, method, path, token string
+		body                      map[string]any
+	}{
+		{"deactivate", "POST", "/_matrix/client/v3/account/deactivate", aliceAT, map[string]any{"erase": false}},
+		{"password", "POST", "/_matrix/client/v3/account/password", aliceAT, map[string]any{"new_password": "x"}},
+		{"device", "DELETE", "/_matrix/client/v3/devices/" + other.DeviceID, aliceAT, map[string]any{}},
+		{"other prefix", "POST", "/_matrix/client/r0/delete_devices", aliceAT, body},
+		{"mallory", "POST", deletePath, malloryAT, body},
+	} {
+		b := map[string]any{}
+		for k, v := range c.body {
+			b[k] = v
+		}
+		b["auth"] = withSession["auth"]
+		if r := e.gw(c.method, c.path, c.token, b); r.Status == 200 {
+			t.Fatalf("%s: the approved session completed %s %s: %s", c.name, c.method, c.path, r.Raw)
+		}
+	}
+	if _, err := e.hs.Login(ctx, alice.Localpart, alice.Password); err != nil {
+		t.Fatalf("Alice's account changed: %v", err)
+	}
+	if e.direct("GET", pgWhoAmI, other.AccessToken, nil).Status != 200 {
+		t.Fatal("the device went before the approved request")
+	}
+	// The approved request itself still completes, once.
+	body["auth"] = withSession["auth"]
+	expect(t, e.gw("POST", deletePath, aliceAT, body), 200, "")
+	if e.direct("GET", pgWhoAmI, other.AccessToken, nil).Status != 401 {
+		t.Fatal("the device survived the approved request")
+	}
+}
