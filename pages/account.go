@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -176,6 +177,42 @@ func (p *Pages) selfDevices(w http.ResponseWriter, r *http.Request, s *selfSessi
 	// The throw-away device of the listing itself is not shown.
 	v.Devices = slices.DeleteFunc(list, func(d homeserver.Device) bool { return d.DisplayName == selfDeviceName })
 	v.Listed = true
+	p.renderSelf(w, r, http.StatusOK, s, v, "")
+}
+
+// selfDeviceDetails shows the homeserver's details of one device (the
+// password only: nothing changes); an unknown device is said so.
+func (p *Pages) selfDeviceDetails(w http.ResponseWriter, r *http.Request, s *selfSession) {
+	device := r.PostForm.Get("device_id")
+	enabled, err := p.acc.Enabled(r.Context(), s.userID)
+	if err != nil || device == "" || len(device) > 255 {
+		p.renderStatus(w, r, http.StatusBadRequest, s, "", "Which device?")
+		return
+	}
+	v := selfView{View: "device", DeviceID: device, Back: true}
+	var d homeserver.Device
+	unknown := false
+	ok := p.stepUp(w, r, s, v, func(ctx context.Context, token string) error {
+		d, err = p.hs.Device(ctx, token, device)
+		if errcode, refused := httperr.HomeserverRefused(err); refused && errcode == "M_NOT_FOUND" {
+			unknown, err = true, nil
+		}
+		return err
+	})
+	if !ok {
+		return
+	}
+	v.TwoFA = enabled
+	if unknown || d.DisplayName == selfDeviceName {
+		v.DeviceID = ""
+		v.View = "devices"
+		p.renderSelf(w, r, http.StatusNotFound, s, v, "There is no device "+device+" on your account: it may have been signed out already.")
+		return
+	}
+	v.Device = &deviceView{Device: d}
+	if d.LastSeenTS > 0 {
+		v.Device.LastSeen = time.UnixMilli(d.LastSeenTS).UTC().Format("2 January 2006, 15:04 UTC")
+	}
 	p.renderSelf(w, r, http.StatusOK, s, v, "")
 }
 
