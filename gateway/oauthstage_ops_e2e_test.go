@@ -251,3 +251,30 @@ func TestOAuthStageRedTeam(t *testing.T) {
 		t.Fatal("the device survived the approved request")
 	}
 }
+
+// TestBrowserOAuthApproval runs tests/browser/approve.mjs: a device sign-out
+// asked with an OAuth token, its m.oauth url opened in headless Chromium,
+// the device's details shown, the sentence read and the operation approved
+// with the password and a code; the client's retry then signs the device out.
+func TestBrowserOAuthApproval(t *testing.T) {
+	e := oauthEnv(t)
+	u := e.enrol("approvebrowser")
+	at := e.oauthToken(u, "APPROVEDEV1")
+	other, err := e.hs.Login(context.Background(), u.Localpart, u.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]any{"devices": []string{other.DeviceID}}
+	ch := e.gw("POST", "/_matrix/client/v3/delete_devices", at, body)
+	expect(t, ch, 401, "")
+	runBrowser(t, "approve.mjs", e.browserVars(nil, map[string]string{
+		"ISSUER": oauthIssuer, "APPROVE_URL": stageURL(t, ch), "APPROVE_WHAT": "sign out the device " + other.DeviceID,
+		"USERNAME": u.Localpart, "PASSWORD": u.Password, "DEVICE_ID": other.DeviceID, "DEVICE_NAME": "matrix-2fa harness",
+		"CODE_SIGNIN": e.peekCode(u, 0), "CODE_APPROVE": e.peekCode(u, 1),
+	}))
+	body["auth"] = map[string]any{"session": ch.str("session")}
+	expect(t, e.gw("POST", "/_matrix/client/v3/delete_devices", at, body), 200, "")
+	if e.direct("GET", pgWhoAmI, other.AccessToken, nil).Status != 401 {
+		t.Fatal("the device survived the approved request")
+	}
+}
