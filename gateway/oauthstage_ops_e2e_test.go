@@ -59,7 +59,7 @@ func TestOAuthStageOperations(t *testing.T) {
 			}
 			return oauthOp{name: "delete_devices", method: "POST", path: "/_matrix/client/v3/delete_devices",
 				body: map[string]any{"devices": []string{other.DeviceID}}, otherBody: map[string]any{"devices": []string{u.DeviceID}},
-				sentence: "sign out the device " + other.DeviceID,
+				sentence: "sign out the device “" + other.DeviceID + "”",
 				done:     func() bool { return e.direct("GET", pgWhoAmI, other.AccessToken, nil).Status == 401 }}
 		},
 		func(u *enrolled) oauthOp {
@@ -69,7 +69,7 @@ func TestOAuthStageOperations(t *testing.T) {
 			}
 			return oauthOp{name: "delete_device", method: "DELETE", path: "/_matrix/client/v3/devices/" + other.DeviceID,
 				body: map[string]any{}, otherPath: "/_matrix/client/v3/devices/" + u.DeviceID, otherBody: map[string]any{},
-				sentence: "sign out the device " + other.DeviceID,
+				sentence: "sign out the device “" + other.DeviceID + "”",
 				done:     func() bool { return e.direct("GET", pgWhoAmI, other.AccessToken, nil).Status == 401 }}
 		},
 		func(u *enrolled) oauthOp {
@@ -268,7 +268,7 @@ func TestBrowserOAuthApproval(t *testing.T) {
 	ch := e.gw("POST", "/_matrix/client/v3/delete_devices", at, body)
 	expect(t, ch, 401, "")
 	runBrowser(t, "approve.mjs", e.browserVars(nil, map[string]string{
-		"ISSUER": oauthIssuer, "APPROVE_URL": stageURL(t, ch), "APPROVE_WHAT": "sign out the device " + other.DeviceID,
+		"ISSUER": oauthIssuer, "APPROVE_URL": stageURL(t, ch), "APPROVE_WHAT": "sign out the device “" + other.DeviceID + "”",
 		"USERNAME": u.Localpart, "PASSWORD": u.Password, "DEVICE_ID": other.DeviceID, "DEVICE_NAME": "matrix-2fa harness",
 		"CODE_SIGNIN": e.peekCode(u, 0), "CODE_APPROVE": e.peekCode(u, 1),
 	}))

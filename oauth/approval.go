@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 
@@ -63,13 +64,17 @@ func (o Operation) Action() string {
 func (o Operation) Sentence() string {
 	switch o.Op {
 	case trust.DeleteDevices, trust.DeleteDevice:
+		quoted := make([]string, len(o.Devices))
+		for i, d := range o.Devices {
+			quoted[i] = "“" + d + "”" // quoted: a device ID is the requester's text
+		}
 		switch len(o.Devices) {
 		case 0:
 			return "sign out no device (an empty list)"
 		case 1:
-			return "sign out the device " + o.Devices[0]
+			return "sign out the device " + quoted[0]
 		}
-		return "sign out the devices " + strings.Join(o.Devices, ", ")
+		return fmt.Sprintf("sign out %d devices: %s", len(quoted), strings.Join(quoted, ", "))
 	case trust.ChangePassword:
 		if o.KeepDevices {
 			return "change your password (your other devices stay signed in)"
