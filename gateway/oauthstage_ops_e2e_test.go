@@ -278,3 +278,48 @@ func TestBrowserOAuthApproval(t *testing.T) {
 		t.Fatal("the device survived the approved request")
 	}
 }
+
+// TestOAuthStageOwnUIAAndTokens: the deprecated POST /account/3pid (which
+// the gateway guards with its own UIA) gets m.oauth without reaching the
+// homeserver before the approval, and after it goes once without auth; the
+// 3PID and login-token requests name themselves on the page.
+func TestOAuthStageOwnUIAAndTokens(t *testing.T) {
+	e := oauthEnv(t)
+	u := e.enrol("ownuiaop")
+	at := e.oauthToken(u, "OWNUIADEV1")
+	const path = "/_matrix/client/v3/account/3pid"
+	body := map[string]any{"three_pid_creds": map[string]any{"sid": "s", "client_secret": "c"}}
+	ch := e.gw("POST", path, at, body)
+	expect(t, ch, 401, "")
+	session, link := ch.str("session"), stageURL(t, ch)
+	if !strings.Contains(link, "action=org.matrix2fa.approve&") {
+		t.Fatalf("m.oauth url %q", link)
+	}
+	b := e.browser()
+	_, p := e.approvePage(b, u, link)
+	wantPage(t, p, 200, `id="approve-what">add an email address or phone number to your account<`)
+	wantPage(t, b.post("action", "approve", "session", session, "password", u.Password, "code", e.code(u)), 200, "Approved")
+	body["auth"] = map[string]any{"session": session}
+	first := e.gw("POST", path, at, body)
+	if first.Status == 401 && strings.Contains(string(first.Raw), "m.oauth") {
+		t.Fatalf("after the approval: %d %s", first.Status, first.Raw)
+	}
+	if again := e.gw("POST", path, at, body); again.Status == 200 || strings.Contains(string(again.Raw), `"completed":["m.oauth"]`) {
+		t.Fatalf("the approved session again: %d %s", again.Status, again.Raw)
+	}
+
+	// 3pid/add asks the homeserver first; the login token, where the homeserver serves it.
+	for _, c := range []struct{ path, what string }{
+		{"/_matrix/client/v3/account/3pid/add", "add an email address or phone number to your account"},
+		{"/_matrix/client/v1/login/get_token", "sign in another device with a one-time login token"},
+	} {
+		r := e.gw("POST", c.path, at, map[string]any{"sid": "s", "client_secret": "c"})
+		if r.Status != 401 {
+			t.Logf("%s: the homeserver answered %d without UIA (%s): passed on", c.path, r.Status, r.Raw)
+			continue
+		}
+		b := e.browser()
+		_, p := e.approvePage(b, u, stageURL(t, r))
+		wantPage(t, p, 200, `id="approve-what">`+c.what)
+	}
+}
