@@ -26,9 +26,10 @@ import (
 // the view.
 //
 // The page keeps no homeserver login of its own. What needs the homeserver
-// takes the password again: listing the devices, and signing a device out,
-// deactivating the account or approving a cross-signing reset, which also
-// take a code for a user with 2FA. Each is one throw-away homeserver login
+// takes the password again: listing the devices and showing one device's
+// details, and signing a device out, deactivating the account or approving
+// a request of the m.oauth stage (approve.go), which also take a code for a
+// user with 2FA. Each is one throw-away homeserver login
 // (the password's check), used and logged out at once; the code is checked
 // after the password and before anything happens.
 
