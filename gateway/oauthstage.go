@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -23,6 +24,10 @@ type oauthStageState struct {
 	hsState
 	// Approve is the operation the page asks the user to approve.
 	Approve oauth.Operation `json:"approve"`
+	// Device is the device of the access token that started the session:
+	// only that client's retry completes it (also after it refreshed its
+	// token, which keeps the device).
+	Device string `json:"device,omitempty"`
 	// Approval is the sealed password the user approved with.
 	Approval []byte `json:"approval,omitempty"`
 }
@@ -74,7 +79,8 @@ func (g *Gateway) oauthChallenge(s *uia.Session) *uia.Challenge {
 func (g *Gateway) startOAuthStage(w http.ResponseWriter, r *http.Request, q *guardedRequest, hsID string) {
 	req := uia.Request{Method: r.Method, Path: r.URL.Path, UserID: q.owner}
 	op := approveOperation(r, q)
-	data, _ := json.Marshal(oauthStageState{hsState: hsState{Session: hsID, Operation: q.operation()}, Approve: op})
+	data, _ := json.Marshal(oauthStageState{hsState: hsState{Session: hsID, Operation: q.operation()}, Approve: op,
+		Device: q.device})
 	s, err := g.engine.Start(r.Context(), req, [][]string{{oauth.StageOAuth}}, "", data, 0)
 	if err != nil {
 		httpx.WriteError(w, r, err)
@@ -110,6 +116,9 @@ func (g *Gateway) oauthStage(w http.ResponseWriter, r *http.Request, q *guardedR
 		return
 	}
 	s, err := g.loadGuarded(r, q, req)
+	if err == nil && !sameClient(s, q.device) {
+		err = uia.ErrSessionMismatch
+	}
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
@@ -119,6 +128,16 @@ func (g *Gateway) oauthStage(w http.ResponseWriter, r *http.Request, q *guardedR
 		return
 	}
 	g.oauthApproved(w, r, q, s)
+}
+
+// sameClient reports whether m.oauth session s was started from device (a
+// session from before the field: any device of its user).
+func sameClient(s *uia.Session, device string) bool {
+	var state oauthStageState
+	if json.Unmarshal(s.Data, &state) != nil {
+		return false
+	}
+	return state.Device == "" || subtle.ConstantTimeCompare([]byte(state.Device), []byte(device)) == 1
 }
 
 // oauthApproved consumes an approved session and forwards the request with

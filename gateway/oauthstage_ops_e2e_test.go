@@ -171,15 +171,16 @@ func (e *env) runOAuthOp(t *testing.T, u *enrolled, at string, op oauthOp) {
 	}
 }
 
-// TestOAuthStageRedTeam: an approval is for one operation of one user. The
-// page refuses another user's session; an approved session completes no
-// other endpoint and no other user's request; the password alone approves
-// nothing.
+// TestOAuthStageRedTeam: an approval is for one operation of one client of
+// one user. The page refuses another user's session; an approved session
+// completes no other endpoint, no other user's request and no other
+// client's (even the same user's); the password alone approves nothing.
 func TestOAuthStageRedTeam(t *testing.T) {
 	e := oauthEnv(t)
 	ctx := context.Background()
 	alice, mallory := e.enrol("rtalice"), e.enrol("rtmallory")
 	aliceAT, malloryAT := e.oauthToken(alice, "RTALICEDEV"), e.oauthToken(mallory, "RTMALDEV")
+	aliceOtherAT := e.oauthToken(alice, "RTALICEDEV2") // another OAuth client of Alice's
 	other, err := e.hs.Login(ctx, alice.Localpart, alice.Password)
 	if err != nil {
 		t.Fatal(err)
@@ -228,6 +229,8 @@ func TestOAuthStageRedTeam(t *testing.T) {
 		{"device", "DELETE", "/_matrix/client/v3/devices/" + other.DeviceID, aliceAT, map[string]any{}},
 		{"other prefix", "POST", "/_matrix/client/r0/delete_devices", aliceAT, body},
 		{"mallory", "POST", deletePath, malloryAT, body},
+		{"another client of the same user", "POST", deletePath, aliceOtherAT, body},
+		{"a legacy token of the same user", "POST", deletePath, alice.AccessToken, body},
 	} {
 		b := map[string]any{}
 		for k, v := range c.body {
