@@ -294,6 +294,10 @@ func (f *fakeHS) Devices(ctx context.Context, accessToken string) ([]homeserver.
 	return nil, errors.New("fakeHS: no devices")
 }
 
+func (f *fakeHS) Device(ctx context.Context, accessToken, deviceID string) (homeserver.Device, error) {
+	return homeserver.Device{}, errors.New("fakeHS: no devices")
+}
+
 func (f *fakeHS) DeleteDevice(ctx context.Context, accessToken string, userID id.UserID, password, deviceID string) error {
 	return errors.New("fakeHS: no devices")
 }

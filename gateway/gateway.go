@@ -119,6 +119,7 @@ type Homeserver interface {
 	SetDeviceDisplayName(ctx context.Context, accessToken string, deviceID id.DeviceID, name string) error
 	EmailAddresses(ctx context.Context, accessToken string) ([]string, error)
 	Devices(ctx context.Context, accessToken string) ([]homeserver.Device, error)
+	Device(ctx context.Context, accessToken, deviceID string) (homeserver.Device, error)
 	DeleteDevice(ctx context.Context, accessToken string, userID id.UserID, password, deviceID string) error
 	WithPassword(ctx context.Context, accessToken, method, path string, userID id.UserID, password string, body map[string]any) error
 	CheckedHeader(r *http.Request, accessToken string) http.Header

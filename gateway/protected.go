@@ -41,9 +41,10 @@ func (q *guardedRequest) operation() []byte {
 
 // guardedRequest is a request to a guarded endpoint as the gateway read it.
 type guardedRequest struct {
-	ep    guardedEndpoint
-	token string
-	owner string // the access token's owner ("" without a token)
+	ep     guardedEndpoint
+	token  string
+	owner  string // the access token's owner ("" without a token)
+	device string // the access token's device
 	// fields are the body's fields besides auth, rebuilt (ep.Body).
 	fields map[string]json.RawMessage
 	// auth is the auth dict (nil: none); second is set when it is one of
@@ -138,7 +139,7 @@ func (g *Gateway) readGuarded(w http.ResponseWriter, r *http.Request, ep guarded
 			return q, err
 		}
 		g.learnServerName(string(who.UserID))
-		q.owner = string(who.UserID)
+		q.owner, q.device = string(who.UserID), string(who.DeviceID)
 	case !ep.NoToken:
 		return q, httperr.ErrMissingToken
 	}

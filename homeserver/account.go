@@ -33,6 +33,22 @@ func (c *Client) Devices(ctx context.Context, accessToken string) ([]Device, err
 	return body.Devices, nil
 }
 
+// Device reads one device of accessToken's owner (GET
+// /_matrix/client/v3/devices/{deviceId}). An unknown device (or another
+// user's) is the homeserver's 404 M_NOT_FOUND as a mautrix.RespError;
+// other errors are as for WhoAmI.
+func (c *Client) Device(ctx context.Context, accessToken, deviceID string) (Device, error) {
+	var d Device
+	resp, err := c.call(ctx, http.MethodGet, pathDevices+url.PathEscape(deviceID), accessToken, nil)
+	if err != nil {
+		return d, err
+	}
+	if err := json.Unmarshal(resp.Body, &d); err != nil {
+		return d, fmt.Errorf("homeserver: device: %w", err)
+	}
+	return d, nil
+}
+
 // DeleteDevice signs deviceID out (DELETE /_matrix/client/v3/devices/{id})
 // with accessToken, completing the homeserver's UIA with userID's password.
 func (c *Client) DeleteDevice(ctx context.Context, accessToken string, userID id.UserID, password string, deviceID string) error {

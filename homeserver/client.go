@@ -25,6 +25,7 @@ const (
 	pathLogin   = "/_matrix/client/v3/login"
 	pathLogout  = "/_matrix/client/v3/logout"
 	pathDevices = "/_matrix/client/v3/devices/"
+	pathRefresh = "/_matrix/client/v3/refresh"
 )
 
 // Defaults for Options and the default HTTP client.

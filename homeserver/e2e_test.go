@@ -110,6 +110,30 @@ func TestDendrite(t *testing.T) {
 		}
 	})
 
+	// Dendrite has no refresh tokens: a login asking for one succeeds (the
+	// field is ignored) and carries none, and /refresh is not served.
+	t.Run("RefreshTokens", func(t *testing.T) {
+		carol := tesths.RegisterUser(t, srv, "refresh-carol")
+		login, err := c.PasswordLoginRefresh(e2eCtx(t), carol.Localpart, carol.Password, "", "refresh test", true)
+		if err != nil {
+			t.Fatalf("login asking for a refresh token: %v", err)
+		}
+		if login.RefreshToken != "" || login.ExpiresInMS != 0 {
+			t.Errorf("Dendrite answered refresh_token %q, expires_in_ms %d", login.RefreshToken, login.ExpiresInMS)
+		}
+		if _, err := c.WhoAmI(e2eCtx(t), login.AccessToken); err != nil {
+			t.Errorf("the login's token: %v", err)
+		}
+		_, err = c.Refresh(e2eCtx(t), "not-a-refresh-token")
+		if re, ok := respErr(err); !ok || re.StatusCode < 400 || re.StatusCode >= 500 {
+			var ue *homeserver.UnexpectedStatusError
+			if !errors.As(err, &ue) || ue.StatusCode != http.StatusNotFound {
+				t.Errorf("POST /refresh at Dendrite: %v", err)
+			}
+		}
+		c.Logout(e2eCtx(t), login.AccessToken)
+	})
+
 	t.Run("PasswordLogin", func(t *testing.T) {
 		bob := tesths.RegisterUser(t, srv, "login-bob")
 		tests := []struct {

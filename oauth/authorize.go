@@ -142,7 +142,7 @@ func (r *Request) Denied() string {
 // (with its device ID), behind a new single-use authorization code valid
 // for CodeTTL, and returns the redirect that hands the code to the client.
 func (s *Server) IssueCode(ctx context.Context, req *Request, login *mautrix.RespLogin) (string, error) {
-	body, err := json.Marshal(homeLogin{UserID: string(login.UserID), DeviceID: string(login.DeviceID), AccessToken: login.AccessToken})
+	body, err := json.Marshal(homeLoginOf(login, s.now()))
 	if err != nil {
 		return "", err
 	}

@@ -20,6 +20,12 @@ type Config struct {
 	// SignInTTL is how long the authorization page waits for the second
 	// factor after the password (default 5m).
 	SignInTTL time.Duration `yaml:"sign_in_ttl"`
+	// HomeserverRefreshTokens asks the homeserver for its own refresh token
+	// when the gateway logs in for a grant (off by default). A homeserver
+	// that has them (Synapse with refreshable_access_token_lifetime) then
+	// hands out expiring access tokens, which the grant's refresh renews at
+	// the homeserver; one that has none (Dendrite) ignores the request.
+	HomeserverRefreshTokens bool `yaml:"homeserver_refresh_tokens"`
 
 	// Issuer is the gateway's public base URL (public_base_url), without a
 	// trailing slash; AccountURI the account management page. Both are set

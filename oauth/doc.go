@@ -6,7 +6,11 @@
 // The access token a client gets is the homeserver's own, obtained by the
 // gateway after the password and the second factor (the authorization page
 // lives in package pages); the gateway adds only its own rotating refresh
-// token, which hands that same homeserver token back while it is valid.
+// token, which hands that same homeserver token back while it is valid, or,
+// where the homeserver gave its own refresh token (hsrefresh.go; Synapse,
+// tested only against a fake homeserver here, never a real Synapse), renews
+// it at the homeserver. The m.oauth UIA stage (approval.go) covers every
+// guarded operation of a 2FA user holding such a token.
 //
 // Why no OAuth server library: zitadel/oidc's op package mints its own
 // access tokens (the client must get the homeserver's), needs signing keys

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/storage"
@@ -35,6 +37,7 @@ type Homeserver interface {
 	WhoAmI(ctx context.Context, accessToken string) (homeserver.WhoAmI, error)
 	Logout(ctx context.Context, accessToken string) error
 	Register(ctx context.Context, req homeserver.RegisterRequest) (*homeserver.RegisterResult, error)
+	PasswordLogin(ctx context.Context, user, password string, deviceID id.DeviceID, displayName string) (*mautrix.RespLogin, error)
 }
 
 // Sealer encrypts what the server keeps of a homeserver login
@@ -164,11 +167,16 @@ func (s *Server) openLogin(userID string, data []byte) (*homeLogin, error) {
 	return &l, nil
 }
 
-// homeLogin is what the server keeps of the homeserver's login response.
+// homeLogin is what the server keeps of the homeserver's login response
+// (sealed: the tokens never rest in the clear).
 type homeLogin struct {
 	UserID      string `json:"user_id"`
 	DeviceID    string `json:"device_id"`
 	AccessToken string `json:"access_token"`
+	// RefreshToken is the homeserver's own refresh token ("" when it gave
+	// none, as Dendrite), and ExpiresAt when AccessToken expires (zero: never).
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	ExpiresAt    time.Time `json:"expires_at,omitzero"`
 }
 
 // logout logs a kept homeserver login out (an unused code, a revoked grant).

@@ -23,7 +23,9 @@ import (
 // tokens, and a new homeserver login would need the password): it never
 // makes a new homeserver session, so it cannot stand in for the password
 // and second factor the grant began with. Once the homeserver refuses the
-// token (the device was signed out), the grant ends.
+// token (the device was signed out), the grant ends. Where the homeserver
+// gave its own refresh token (hsrefresh.go), refreshing renews the access
+// token there instead, for the same device.
 
 // tokenResponse is the token endpoint's answer (RFC 6749 §5.1).
 type tokenResponse struct {
@@ -31,6 +33,9 @@ type tokenResponse struct {
 	TokenType    string `json:"token_type"`
 	RefreshToken string `json:"refresh_token"`
 	Scope        string `json:"scope"`
+	// ExpiresIn is the access token's lifetime in seconds, when the
+	// homeserver's token expires (it gave expires_in_ms).
+	ExpiresIn int64 `json:"expires_in,omitempty"`
 }
 
 // readForm reads a POSTed form body.
@@ -119,7 +124,8 @@ func (s *Server) redeemCode(ctx context.Context, form url.Values, l logrus.Field
 		return nil, err
 	}
 	l.WithField("device_id", code.DeviceID).Info("oauth: authorization code redeemed")
-	return &tokenResponse{AccessToken: login.AccessToken, TokenType: "Bearer", RefreshToken: refresh, Scope: code.Scope}, nil
+	return &tokenResponse{AccessToken: login.AccessToken, TokenType: "Bearer", RefreshToken: refresh, Scope: code.Scope,
+		ExpiresIn: s.expiresIn(login)}, nil
 }
 
 // refresh is the refresh_token grant: the refresh token rotates (one
@@ -138,6 +144,9 @@ func (s *Server) refresh(ctx context.Context, form url.Values, l logrus.FieldLog
 	login, err := s.openLogin(g.UserID, g.Login)
 	if err != nil {
 		return nil, err
+	}
+	if r, ok := s.hs.(Refresher); ok && login.RefreshToken != "" {
+		return s.refreshHome(ctx, r, g, old, login, l)
 	}
 	who, err := s.hs.WhoAmI(ctx, login.AccessToken)
 	var re mautrix.RespError

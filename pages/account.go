@@ -2,12 +2,12 @@ package pages
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -17,8 +17,6 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
 	"github.com/matrix-2fa/matrix-2fa/oauth"
-	"github.com/matrix-2fa/matrix-2fa/storage"
-	"github.com/matrix-2fa/matrix-2fa/uia"
 )
 
 // Account management (the Matrix spec's account_management_uri, MSC4191):
@@ -28,9 +26,10 @@ import (
 // the view.
 //
 // The page keeps no homeserver login of its own. What needs the homeserver
-// takes the password again: listing the devices, and signing a device out,
-// deactivating the account or approving a cross-signing reset, which also
-// take a code for a user with 2FA. Each is one throw-away homeserver login
+// takes the password again: listing the devices and showing one device's
+// details, and signing a device out, deactivating the account or approving
+// a request of the m.oauth stage (approve.go), which also take a code for a
+// user with 2FA. Each is one throw-away homeserver login
 // (the password's check), used and logged out at once; the code is checked
 // after the password and before anything happens.
 
@@ -48,6 +47,8 @@ var actionViews = map[string]string{
 	"org.matrix.device_view": "device", "org.matrix.session_view": "device",
 	"org.matrix.device_delete": "device", "org.matrix.session_end": "device",
 	"org.matrix.account_deactivate": "deactivate", "org.matrix.cross_signing_reset": "xsign",
+	// The m.oauth stage's approval of any other operation (oauth.ActionApprove).
+	oauth.ActionApprove: "approve",
 	// Not in the spec's list (no action names it): the page's own link.
 	"org.matrix2fa.password_change": "password",
 }
@@ -86,6 +87,10 @@ func (p *Pages) renderAction(w http.ResponseWriter, r *http.Request, s *selfSess
 	q := r.URL.Query()
 	if view == "status" {
 		p.renderStatus(w, r, http.StatusOK, s, "", "")
+		return
+	}
+	if view == "approve" || (view == "xsign" && q.Get("session") != "") {
+		p.renderApproval(w, r, s, q.Get("session"))
 		return
 	}
 	enabled, err := p.acc.Enabled(r.Context(), s.userID)
@@ -176,6 +181,42 @@ func (p *Pages) selfDevices(w http.ResponseWriter, r *http.Request, s *selfSessi
 	p.renderSelf(w, r, http.StatusOK, s, v, "")
 }
 
+// selfDeviceDetails shows the homeserver's details of one device (the
+// password only: nothing changes); an unknown device is said so.
+func (p *Pages) selfDeviceDetails(w http.ResponseWriter, r *http.Request, s *selfSession) {
+	device := r.PostForm.Get("device_id")
+	enabled, err := p.acc.Enabled(r.Context(), s.userID)
+	if err != nil || device == "" || len(device) > 255 {
+		p.renderStatus(w, r, http.StatusBadRequest, s, "", "Which device?")
+		return
+	}
+	v := selfView{View: "device", DeviceID: device, Back: true}
+	var d homeserver.Device
+	unknown := false
+	ok := p.stepUp(w, r, s, v, func(ctx context.Context, token string) error {
+		d, err = p.hs.Device(ctx, token, device)
+		if errcode, refused := httperr.HomeserverRefused(err); refused && errcode == "M_NOT_FOUND" {
+			unknown, err = true, nil
+		}
+		return err
+	})
+	if !ok {
+		return
+	}
+	v.TwoFA = enabled
+	if unknown || d.DisplayName == selfDeviceName {
+		v.DeviceID = ""
+		v.View = "devices"
+		p.renderSelf(w, r, http.StatusNotFound, s, v, "There is no device "+device+" on your account: it may have been signed out already.")
+		return
+	}
+	v.Device = &deviceView{Device: d}
+	if d.LastSeenTS > 0 {
+		v.Device.LastSeen = time.UnixMilli(d.LastSeenTS).UTC().Format("2 January 2006, 15:04 UTC")
+	}
+	p.renderSelf(w, r, http.StatusOK, s, v, "")
+}
+
 // selfDeviceDelete signs a device out after the password and the code.
 func (p *Pages) selfDeviceDelete(w http.ResponseWriter, r *http.Request, s *selfSession) {
 	device := r.PostForm.Get("device_id")
@@ -240,60 +281,5 @@ func (p *Pages) selfDeactivate(w http.ResponseWriter, r *http.Request, s *selfSe
 		p.store.TakeSession(r.Context(), s.storeID)
 		p.setSelfCookie(w, r, selfSessionCookie, "", -1)
 		p.renderSelf(w, r, http.StatusOK, nil, selfView{View: "done", Notice: "Your account is deactivated."}, "")
-	}
-}
-
-// xsignSession loads the UIA session of a cross-signing reset waiting for
-// the m.oauth stage, if it is the signed-in user's.
-func (p *Pages) xsignSession(ctx context.Context, sid, userID string) (*uia.Session, bool) {
-	if p.oauth == nil {
-		return nil, false
-	}
-	u, err := p.engine.LoadKind(ctx, sid, storage.KindUIA)
-	if err != nil || u.UserID != userID || !strings.HasSuffix(u.Path, "/keys/device_signing/upload") ||
-		!slices.Contains(u.NextStages(), oauth.StageOAuth) {
-		return nil, false
-	}
-	return u, true
-}
-
-// selfXSignApprove approves a cross-signing reset (the m.oauth stage) after
-// the password and the code: the password, which the homeserver's own stage
-// needs, is sealed into the UIA session, and the stage is marked done; the
-// client's retry completes the reset.
-func (p *Pages) selfXSignApprove(w http.ResponseWriter, r *http.Request, s *selfSession) {
-	ctx := r.Context()
-	sid := r.PostForm.Get("session")
-	u, ok := p.xsignSession(ctx, sid, s.userID)
-	if !ok {
-		p.renderStatus(w, r, http.StatusBadRequest, s, "", "This reset request is unknown or has expired. Start the reset in your app again.")
-		return
-	}
-	enabled, err := p.acc.Enabled(ctx, s.userID)
-	if err != nil {
-		p.selfInternal(w, r, s, err)
-		return
-	}
-	v := selfView{View: "xsign", XSession: sid, TwoFA: enabled, Back: true}
-	ok = p.stepUp(w, r, s, v, func(ctx context.Context, _ string) error {
-		sealed, err := p.oauth.SealApproval(sid, r.PostForm.Get("password"))
-		if err != nil {
-			return err
-		}
-		var data map[string]json.RawMessage
-		if err := json.Unmarshal(u.Data, &data); err != nil {
-			return err
-		}
-		data["approval"], _ = json.Marshal(sealed)
-		raw, _ := json.Marshal(data)
-		if err := p.store.SetSessionData(ctx, sid, raw); err != nil {
-			return err
-		}
-		return p.engine.MarkCompleted(ctx, u, oauth.StageOAuth)
-	})
-	if ok {
-		httpx.Logger(r).Info("account page: cross-signing reset approved")
-		p.renderSelf(w, r, http.StatusOK, s, selfView{View: "done", Back: true,
-			Notice: "Reset allowed. Go back to your app to finish it."}, "")
 	}
 }

@@ -47,6 +47,7 @@ type OAuth interface {
 	SignInTTL() time.Duration
 	SealApproval(sid, password string) ([]byte, error)
 	Registration(ctx context.Context) oauth.Registration
+	GrantLogin(ctx context.Context, userID, password string, deviceID id.DeviceID, displayName string) (*mautrix.RespLogin, error)
 }
 
 // oauthData is the authorization page's template data.
@@ -307,7 +308,7 @@ func (p *Pages) authorizeEnded(w http.ResponseWriter, r *http.Request, q *authz,
 // back to the client with it.
 func (p *Pages) authorizeFinish(w http.ResponseWriter, r *http.Request, q *authz, userID, password string) {
 	l := httpx.Logger(r).WithFields(map[string]any{"user_id": userID, "client_id": q.req.Client.ID, "device_id": q.req.DeviceID})
-	login, err := p.hs.PasswordLogin(r.Context(), userID, password, id.DeviceID(q.req.DeviceID), q.req.Client.DisplayName())
+	login, err := p.oauth.GrantLogin(r.Context(), userID, password, id.DeviceID(q.req.DeviceID), q.req.Client.DisplayName())
 	if err == nil && string(login.UserID) != userID {
 		err = errors.New("pages: the homeserver logged in another user")
 	}

@@ -43,6 +43,7 @@ type Homeserver interface {
 	CheckPassword(ctx context.Context, userID id.UserID, password string) (bool, error)
 	Logout(ctx context.Context, accessToken string) error
 	Devices(ctx context.Context, accessToken string) ([]homeserver.Device, error)
+	Device(ctx context.Context, accessToken, deviceID string) (homeserver.Device, error)
 	DeleteDevice(ctx context.Context, accessToken string, userID id.UserID, password, deviceID string) error
 	WithPassword(ctx context.Context, accessToken, method, path string, userID id.UserID, password string, body map[string]any) error
 }

@@ -112,12 +112,22 @@ type selfView struct {
 	TwoFA    bool
 	DeviceID string
 	XSession string
-	Devices  []homeserver.Device
-	Listed   bool
+	// Approve says what the m.oauth approval view approves.
+	Approve string
+	Devices []homeserver.Device
+	Listed  bool
+	// Device is the homeserver's details of DeviceID, once read.
+	Device *deviceView
 	// Under says the policy applies to the user, who has no 2FA: the status
 	// says how many days are left, or that it is required now.
 	Under bool
 	policyNotice
+}
+
+// deviceView is one device's details, its last sighting as text.
+type deviceView struct {
+	homeserver.Device
+	LastSeen string
 }
 
 type enrolView struct {
@@ -409,14 +419,16 @@ func (p *Pages) selfAction(w http.ResponseWriter, r *http.Request, s *selfSessio
 		p.selfBotRevoke(w, r, s)
 	case "devices":
 		p.selfDevices(w, r, s)
+	case "device_details":
+		p.selfDeviceDetails(w, r, s)
 	case "device_delete":
 		p.selfDeviceDelete(w, r, s)
 	case "password_change":
 		p.selfPasswordChange(w, r, s)
 	case "deactivate":
 		p.selfDeactivate(w, r, s)
-	case "xsign_approve":
-		p.selfXSignApprove(w, r, s)
+	case "xsign_approve", "approve":
+		p.selfApprove(w, r, s)
 	default:
 		p.renderStatus(w, r, http.StatusBadRequest, s, "", "Unknown action.")
 	}

@@ -430,6 +430,10 @@ type OAuthStore interface {
 	// next in one conditional statement; it reports whether it did (false:
 	// the grant is gone or old was already rotated).
 	RotateOAuthRefresh(ctx context.Context, id string, old, next []byte, now time.Time) (bool, error)
+	// SetOAuthGrantLogin replaces grant id's homeserver login (sealed) and
+	// access token hash, if its refresh token hash is still refresh (the
+	// caller's own rotation); false when it is not (or the grant is gone).
+	SetOAuthGrantLogin(ctx context.Context, id string, refresh, access, login []byte, now time.Time) (bool, error)
 	// TakeOAuthGrant deletes grant id and returns it, atomically; ErrNotFound
 	// if it is already gone.
 	TakeOAuthGrant(ctx context.Context, id string) (OAuthGrant, error)

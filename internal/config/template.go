@@ -225,6 +225,11 @@ oauth:
   dev_http_loopback: {{.OAuth.DevHTTPLoopback}}
   code_ttl: {{.OAuth.CodeTTL}}        # lifetime of an authorization code
   sign_in_ttl: {{.OAuth.SignInTTL}}     # how long the page waits for the code
+  # Ask the homeserver for its own refresh token when signing a client in:
+  # Synapse with refreshable_access_token_lifetime then hands out expiring
+  # tokens, which the client's refresh renews at the homeserver. Dendrite has
+  # none and ignores the request. Off: the homeserver's token never expires.
+  homeserver_refresh_tokens: {{.OAuth.HomeserverRefreshTokens}}
 
 # The enforcement policy: whom two-factor authentication is required of.
 # After the grace period, a user under it without 2FA is refused (403

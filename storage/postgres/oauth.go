@@ -124,6 +124,14 @@ func (d *DB) RotateOAuthRefresh(ctx context.Context, id string, old, next []byte
 	return err == nil && tag.RowsAffected() == 1, err
 }
 
+// SetOAuthGrantLogin implements storage.OAuthStore with one conditional UPDATE.
+func (d *DB) SetOAuthGrantLogin(ctx context.Context, id string, refresh, access, login []byte, now time.Time) (ok bool, err error) {
+	defer classify(&err)
+	tag, err := d.pool.Exec(ctx, `UPDATE oauth_grants SET access_hash = $1, login = $2, updated_at = $3 WHERE id = $4 AND refresh_hash = $5`,
+		access, login, ts(now), id, refresh)
+	return err == nil && tag.RowsAffected() == 1, err
+}
+
 // TakeOAuthGrant implements storage.OAuthStore with one DELETE … RETURNING.
 func (d *DB) TakeOAuthGrant(ctx context.Context, id string) (_ storage.OAuthGrant, err error) {
 	defer classify(&err)

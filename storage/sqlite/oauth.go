@@ -114,6 +114,13 @@ func (d *DB) RotateOAuthRefresh(ctx context.Context, id string, old, next []byte
 	return affected(res, err)
 }
 
+// SetOAuthGrantLogin implements storage.OAuthStore with one conditional UPDATE.
+func (d *DB) SetOAuthGrantLogin(ctx context.Context, id string, refresh, access, login []byte, now time.Time) (bool, error) {
+	res, err := d.db.ExecContext(ctx, `UPDATE oauth_grants SET access_hash = ?, login = ?, updated_at = ? WHERE id = ? AND refresh_hash = ?`,
+		access, login, ms(now), id, refresh)
+	return affected(res, err)
+}
+
 // TakeOAuthGrant implements storage.OAuthStore with one DELETE … RETURNING.
 func (d *DB) TakeOAuthGrant(ctx context.Context, id string) (storage.OAuthGrant, error) {
 	return scanGrant(d.db.QueryRowContext(ctx, `DELETE FROM oauth_grants WHERE id = ? RETURNING `+grantColumns, id))

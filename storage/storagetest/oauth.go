@@ -124,13 +124,32 @@ func testOAuthGrants(t *testing.T, f Factory) {
 	if g, err := s.OAuthGrantByRefresh(ctx, []byte("r2")); err != nil || !g.UpdatedAt.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("after rotation: %+v, %v", g, err)
 	}
+	for _, c := range []struct {
+		name    string
+		refresh string
+		ok      bool
+	}{
+		{"another refresh hash", "r-g1", false},
+		{"the current refresh hash", "r2", true},
+	} {
+		ok, err := s.SetOAuthGrantLogin(ctx, "g1", []byte(c.refresh), []byte("a2"), []byte("sealed2"), t0.Add(2*time.Hour))
+		if err != nil || ok != c.ok {
+			t.Fatalf("set login, %s: %v, %v", c.name, ok, err)
+		}
+	}
+	if _, err := s.OAuthGrantByAccess(ctx, []byte("a-g1")); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the old access hash still finds the grant: %v", err)
+	}
+	if g, err := s.OAuthGrantByAccess(ctx, []byte("a2")); err != nil || string(g.Login) != "sealed2" || !g.UpdatedAt.Equal(t0.Add(2*time.Hour)) {
+		t.Fatalf("after the new login: %+v, %v", g, err)
+	}
 	if _, err := s.TakeOAuthGrant(ctx, "g1"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.TakeOAuthGrant(ctx, "g1"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("a grant taken twice: %v", err)
 	}
-	if _, err := s.OAuthGrantByAccess(ctx, []byte("a-g1")); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.OAuthGrantByAccess(ctx, []byte("a2")); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("a taken grant is still found: %v", err)
 	}
 }
