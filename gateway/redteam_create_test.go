@@ -26,6 +26,8 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/internal/tesths"
 	"github.com/matrix-2fa/matrix-2fa/oauth"
 	"github.com/matrix-2fa/matrix-2fa/policy"
+	"github.com/matrix-2fa/matrix-2fa/ratelimit"
+	"github.com/matrix-2fa/matrix-2fa/storage"
 )
 
 // Red team of prompt=create (the create view of the OAuth authorization
@@ -346,6 +348,7 @@ func TestRedTeamCreateExistingUser(t *testing.T) {
 		if u, _ := e.rtWhoami(tok.str("access_token")); u != "@"+name+":localhost" {
 			t.Fatalf("%q signed in as %q", name, u)
 		}
+		t.Logf("look-alike %q registered as a new, separate account", name)
 		if on, err := e.acc.Enabled(context.Background(), "@"+name+":localhost"); err != nil || on {
 			t.Fatalf("%q inherits 2FA: %v %v", name, on, err)
 		}
@@ -727,8 +730,26 @@ func TestRedTeamCreateHalfway(t *testing.T) {
 	if r.Status == 500 {
 		t.Errorf("the homeserver's 503 to the password check after the registration is a 500 on the page (%q); want 502/503", rtErrorText(r))
 	}
-	t.Logf("login down after the registration: %d, %q, sign-in view: %v", r.Status, rtErrorText(r), r.has(`value="credentials"`))
+	t.Logf("login down after the registration: %d, %q, sign-in view: %v, user ID filled in: %v", r.Status, rtErrorText(r),
+		r.has(`value="credentials"`), r.has(`value="@rthalf2:localhost"`))
 	signInAfter("rthalf2")
+	// The audit: the registration the gateway saw end is there; the one
+	// whose answer was lost is not (the account exists all the same).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, u := range []string{"rthalf1", "rthalf2"} {
+		events, err := e.db.QueryAudit(ctx, storage.AuditQuery{UserID: "@" + u + ":localhost", Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, ev := range events {
+			if ev.Kind == storage.AuditRegistered {
+				n++
+			}
+		}
+		t.Logf("audit %q events of %s: %d", storage.AuditRegistered, u, n)
+	}
 }
 
 // rtErrorText is the error sentence of a page.
@@ -857,5 +878,57 @@ func TestRedTeamCreatePolicyGrace(t *testing.T) {
 	noRedirect(t, p, 200, "sign-in after the grace")
 	if p.has(`id="skip"`) {
 		t.Fatal("\"Not now\" after the grace")
+	}
+}
+
+// TestRedTeamCreateRateLimitIPv6: the create step's per-address rate limit
+// (which bounds username enumeration and mass registration) must bound one
+// client, and an IPv6 client holds a whole /64: addresses of one /64 share
+// one budget.
+func TestRedTeamCreateRateLimitIPv6(t *testing.T) {
+	hs := tesths.Dendrite(t)
+	rt := newRTHS(t, hs)
+	e := newEnvRT(t, hs, rt, func(g *gatewayConfig, _ *accountConfig) {
+		g.RateBurst, g.RateEvery = 3, time.Hour
+		g.TrustedProxies, _ = ratelimit.ParseProxies([]string{"127.0.0.0/8", "::1"})
+	})
+	client := e.registerClient(webClient())
+	p := newPKCE("rt-create-ipv6-")
+	page := createURL(client, "RTIPV6DEV1", "s", p)
+	c := e.pgClient()
+	csrf := c.get(page).hidden("csrf")
+	good := tesths.RandomPassword(t)
+	post := func(from, user string) int {
+		t.Helper()
+		form := url.Values{"csrf": {csrf}, "step": {"create"}, "username": {user}, "password": {good}, "password2": {good}}
+		req, err := http.NewRequest("POST", e.srv.URL+page, strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", from)
+		res, err := c.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for i := 0; ; i++ {
+		if i == 4 {
+			t.Fatal("no rate limit for one address")
+		}
+		if post("2001:db8:1:2::1", fmt.Sprintf("rtsix%d", i)) == 429 {
+			break
+		}
+	}
+	registered := 0
+	for i := 2; i < 40; i++ {
+		if post(fmt.Sprintf("2001:db8:1:2::%x", i), fmt.Sprintf("rtsixmore%d", i)) == 302 {
+			registered++
+		}
+	}
+	if registered > 0 {
+		t.Fatalf("after the limit of 2001:db8:1:2::1, %d more accounts from other addresses of its /64 (each address has its own burst)", registered)
 	}
 }
