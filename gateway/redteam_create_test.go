@@ -40,6 +40,7 @@ import (
 // rtRegister is one POST /register the gateway sent, and Dendrite's answer.
 type rtRegister struct {
 	RawQuery string
+	Header   http.Header
 	Body     map[string]any
 	Status   int
 	Answer   map[string]any
@@ -126,7 +127,7 @@ func newRTHS(t *testing.T, hs *dendrite.Server) *rtHS {
 				rt.probes.Add(1)
 			}
 			rt.mu.Lock()
-			rt.registers = append(rt.registers, rtRegister{RawQuery: r.URL.RawQuery, Body: body})
+			rt.registers = append(rt.registers, rtRegister{RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), Body: body})
 			closed, delay, repeat := rt.closed, rt.delay, rt.repeatDummy
 			rt.mu.Unlock()
 			if delay > 0 {
@@ -294,6 +295,32 @@ func TestRedTeamCreateForwardedBody(t *testing.T) {
 	}
 	if e.hasDevice(tok.str("access_token"), "EVILDEV") {
 		t.Fatal("the form's device exists")
+	}
+
+	// Headers of the browser's request (a token, an application service's
+	// token, cookies) never reach /register.
+	withToken := page + "&access_token=QUERYTOKEN"
+	get = c.get(withToken)
+	form := url.Values{"csrf": {get.hidden("csrf")}, "step": {"create"}, "username": {"rtheaders"}, "password": {good}, "password2": {good}}
+	req, err := http.NewRequest("POST", e.srv.URL+withToken, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer AS_TOKEN_SMUGGLED")
+	req.Header.Set("Cookie", "smuggled=1")
+	res, err := c.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 302 {
+		t.Fatalf("create step with a token in the query and headers: %d", res.StatusCode)
+	}
+	for i, s := range rt.creates() {
+		if s.Header.Get("Authorization") != "" || s.Header.Get("Cookie") != "" || strings.Contains(s.RawQuery, "TOKEN") {
+			t.Errorf("request %d: the browser's credentials reached /register: %v %q", i, s.Header, s.RawQuery)
+		}
 	}
 }
 
