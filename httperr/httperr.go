@@ -2,6 +2,7 @@ package httperr
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -131,7 +132,8 @@ var table = []row{
 	{ErrAdminAPI, mautrix.MForbidden.WithMessage("The homeserver's admin API is not served through the 2FA gateway"), ""},
 	{ErrMissingToken, mautrix.MMissingToken.WithMessage("Missing access token"), ""},
 	{ErrInvalidLoginToken, mautrix.MForbidden.WithMessage("Invalid login token"), ""},
-	{ErrUpstreamAnswer, mautrix.MUnknown.WithMessage("Unexpected answer from the homeserver").WithStatus(http.StatusBadGateway), ""},
+	{ErrUpstreamAnswer, mautrix.MUnknown.WithMessage("Unexpected answer from the homeserver").WithStatus(http.StatusBadGateway),
+		"The homeserver gave an unexpected answer. Please try again in a moment."},
 	{ErrAdminOff, mautrix.MUnrecognized.WithMessage("Not enabled on this gateway").WithStatus(http.StatusNotFound), "This page is not enabled."},
 	{ErrNotAdmin, mautrix.MForbidden.WithMessage("You are not an administrator of the 2FA gateway"),
 		"This account is not an administrator of the two-factor gateway."},
@@ -169,6 +171,7 @@ var table = []row{
 // the homeserver passes unchanged; anything unknown is a bare 500 M_UNKNOWN
 // (the caller logs the detail).
 func Matrix(err error) mautrix.RespError {
+	err = unexpected(err)
 	var sent *flows.CodeSentError
 	if errors.As(err, &sent) {
 		return mautrix.RespError{ErrCode: "M_UNAUTHORIZED", Err: "A code was sent to " + sent.To + ": send it as code",
@@ -197,11 +200,23 @@ func Matrix(err error) mautrix.RespError {
 	return mautrix.MUnknown.WithMessage("Internal server error").WithStatus(http.StatusInternalServerError)
 }
 
+// unexpected folds the homeserver's unexpected answers to the gateway's own
+// calls (a 5xx, or an answer without a Matrix error) into ErrUpstreamAnswer:
+// 502, not the 500 of the gateway's own faults.
+func unexpected(err error) error {
+	var odd *homeserver.UnexpectedStatusError
+	if errors.As(err, &odd) && !errors.Is(err, ErrUpstreamAnswer) {
+		return fmt.Errorf("%w: %w", ErrUpstreamAnswer, err)
+	}
+	return err
+}
+
 // Page maps err to the status and sentence a page shows. A lockout or the
 // homeserver's rate limit says how long to wait; anything without a sentence
 // of its own is "Something went wrong" with the Matrix status (5xx for the
 // unknown).
 func Page(err error) (status int, text string) {
+	err = unexpected(err)
 	var sent *flows.CodeSentError
 	if errors.As(err, &sent) {
 		return http.StatusOK, "A code was sent to " + sent.To + ". Enter it below; it is valid for 10 minutes."

@@ -12,6 +12,7 @@ import (
 
 	"github.com/matrix-2fa/matrix-2fa/account"
 	"github.com/matrix-2fa/matrix-2fa/canonical"
+	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
@@ -36,6 +37,9 @@ func TestMatrixError(t *testing.T) {
 		{"homeserver error passes", mautrix.MUnknownToken.WithMessage("Unknown token"), 401, "M_UNKNOWN_TOKEN"},
 		{"unknown", errors.New("disk on fire"), 500, "M_UNKNOWN"},
 		{"storage error", storage.ErrNotFound, 500, "M_UNKNOWN"},
+		{"homeserver 5xx", fmt.Errorf("login: %w", &homeserver.UnexpectedStatusError{Op: "POST /login", StatusCode: 503}), 502, "M_UNKNOWN"},
+		{"homeserver answer without errcode", &homeserver.UnexpectedStatusError{Op: "POST /register", StatusCode: 400}, 502, "M_UNKNOWN"},
+		{"odd registration", fmt.Errorf("%w: registered another user", httperr.ErrUpstreamAnswer), 502, "M_UNKNOWN"},
 	}
 	for _, tc := range cases {
 		got := httperr.Matrix(tc.err)
@@ -80,6 +84,7 @@ func TestPage(t *testing.T) {
 		{"password too long", httperr.ErrPasswordTooLong, 400, "too long"},
 		{"no registration token", httperr.ErrMissingRegistrationToken, 400, "registration token"},
 		{"bad registration token", httperr.ErrBadRegistrationToken, 403, "not valid"},
+		{"homeserver 5xx", &homeserver.UnexpectedStatusError{Op: "POST /register", StatusCode: 500}, 502, "unexpected answer"},
 	}
 	for _, tc := range cases {
 		status, text := httperr.Page(tc.err)

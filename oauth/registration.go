@@ -112,7 +112,9 @@ func (s *Server) firstProbe(ctx context.Context) Registration {
 	if !at.IsZero() {
 		return val
 	}
-	return s.probeRegistration(ctx)
+	// Not the caller's context: a client hanging up must not leave "not
+	// possible" in the cache for a minute (the probe has its own timeout).
+	return s.probeRegistration(context.WithoutCancel(ctx))
 }
 
 // probeRegistration asks the homeserver and keeps the answer.
@@ -120,7 +122,10 @@ func (s *Server) probeRegistration(ctx context.Context) Registration {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	var val Registration
-	res, err := s.hs.Register(ctx, homeserver.RegisterRequest{})
+	res, err := s.hs.Register(ctx, homeserver.RegisterRequest{InhibitLogin: true})
+	if err == nil && res.UserID != "" {
+		s.log.WithField("user_id", res.UserID).Error("oauth: registration probe: the homeserver registered a user without any stage; registration from the authorization page stays off")
+	}
 	if err == nil && res.UIA != nil {
 		if stages, ok := CompletableFlow(res.UIA.Flows); ok {
 			val = Registration{Possible: true, Token: slices.Contains(stages, StageRegistrationToken)}

@@ -102,6 +102,9 @@ func (p *Pages) authorizeCreate(w http.ResponseWriter, r *http.Request, q *authz
 	if err == nil {
 		userID, err = p.registerUser(r, user, password, token)
 	}
+	if err != nil && answerLost(err) {
+		userID, err = p.registeredAnyway(r, user, password, err)
+	}
 	if errors.Is(err, httperr.ErrRegistrationClosed) {
 		q.d.Create, q.d.CreateHref, q.page.Title = nil, "", "Sign in to "+q.d.ClientName
 		p.signInRefusedPage(w, r, q.page, "oauth.html", err)
@@ -115,6 +118,33 @@ func (p *Pages) authorizeCreate(w http.ResponseWriter, r *http.Request, q *authz
 	httpx.Logger(r).WithFields(map[string]any{"user_id": userID, "client_id": q.req.Client.ID}).Info("oauth page: user registered")
 	q.d.Create, q.d.Username, q.page.Title = nil, userID, "Sign in to "+q.d.ClientName
 	p.authorizeSignIn(w, r, q, userID, password)
+}
+
+// answerLost reports whether a registration may have happened though its
+// answer did not come back: the homeserver out of reach mid-request, a 5xx,
+// or an answer without a Matrix error. (A homeserver that answered oddly —
+// another user ID, a stage again — is not asked again.)
+func answerLost(err error) bool {
+	var odd *homeserver.UnexpectedStatusError
+	return errors.Is(err, homeserver.ErrUnreachable) || errors.As(err, &odd)
+}
+
+// registeredAnyway asks, after a registration whose answer was lost (cause),
+// whether the account now exists with this password: a throw-away login as
+// user. If it signs in, the registration happened; else cause stands.
+func (p *Pages) registeredAnyway(r *http.Request, user, password string, cause error) (string, error) {
+	check, err := p.passwordLogin(r, user, password)
+	if err != nil {
+		return "", cause
+	}
+	if lerr := p.hs.Logout(context.WithoutCancel(r.Context()), check.AccessToken); lerr != nil {
+		httpx.Logger(r).WithError(lerr).Error("oauth page: logging out the check login")
+	}
+	if !strings.HasPrefix(string(check.UserID), "@"+user+":") {
+		return "", cause
+	}
+	httpx.Logger(r).WithError(cause).WithField("user_id", check.UserID).Warn("oauth page: the registration's answer was lost, but the account signs in")
+	return string(check.UserID), nil
 }
 
 // checkCreateForm checks what the page can itself: the username's
@@ -159,9 +189,9 @@ func (p *Pages) registerUser(r *http.Request, user, password, token string) (str
 	case err != nil:
 		return "", err
 	case res.UserID == "":
-		return "", errors.New("pages: the homeserver's registration did not end")
+		return "", fmt.Errorf("%w: the registration did not end", httperr.ErrUpstreamAnswer)
 	case !strings.HasPrefix(res.UserID, "@"+user+":"):
-		return "", fmt.Errorf("pages: asked to register %q, the homeserver registered %q", user, res.UserID)
+		return "", fmt.Errorf("%w: asked to register %q, the homeserver registered %q", httperr.ErrUpstreamAnswer, user, res.UserID)
 	}
 	return res.UserID, nil
 }
@@ -186,7 +216,7 @@ func nextRegisterStage(uia *mautrix.RespUserInteractive, last *homeserver.Regist
 			continue
 		}
 		if last != nil && last.Type == st {
-			return nil, fmt.Errorf("pages: the homeserver asks for %s again", st)
+			return nil, fmt.Errorf("%w: the homeserver asks for %s again", httperr.ErrUpstreamAnswer, st)
 		}
 		auth := &homeserver.RegisterAuth{Type: st, Session: uia.Session}
 		if st == oauth.StageRegistrationToken {
@@ -197,5 +227,5 @@ func nextRegisterStage(uia *mautrix.RespUserInteractive, last *homeserver.Regist
 		}
 		return auth, nil
 	}
-	return nil, errors.New("pages: the homeserver's registration flow is complete but did not end")
+	return nil, fmt.Errorf("%w: the registration flow is complete but did not end", httperr.ErrUpstreamAnswer)
 }

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -30,12 +31,19 @@ func New(every time.Duration, burst int) *Limiter {
 // SetClock injects the clock (tests).
 func (l *Limiter) SetClock(now func() time.Time) { l.now = now }
 
-// Allow takes a token for key; when there is none it reports how long until
-// there will be one.
+// IPv6PrefixLen is how much of an IPv6 client address names the client: one
+// network (a /64 is what a single host or home is given), so that a client
+// cannot take a fresh bucket for each of its 2^64 addresses.
+const IPv6PrefixLen = 64
+
+// Allow takes a token for key (a client address); when there is none it
+// reports how long until there will be one. IPv6 addresses share the bucket
+// of their /64.
 func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 	if l == nil || l.every <= 0 || l.burst <= 0 {
 		return true, 0
 	}
+	key = bucketKey(key)
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -53,6 +61,20 @@ func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+// bucketKey is the bucket of a client address: an IPv6 address's /64
+// (IPv4-mapped ones are IPv4), anything else as it is.
+func bucketKey(key string) string {
+	a, err := netip.ParseAddr(key)
+	if err != nil || !a.Unmap().Is6() {
+		return key
+	}
+	p, err := a.WithZone("").Prefix(IPv6PrefixLen)
+	if err != nil {
+		return key
+	}
+	return p.String()
 }
 
 // evict forgets full buckets (nothing to remember), or half of all when none is.

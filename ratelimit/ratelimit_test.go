@@ -34,6 +34,33 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
+// TestLimiterIPv6Network: the addresses of one IPv6 /64 share a bucket, so a
+// client cannot take a fresh burst with each of its addresses; IPv4 and
+// other /64s do not.
+func TestLimiterIPv6Network(t *testing.T) {
+	for _, tc := range []struct {
+		first, second string
+		shared        bool
+	}{
+		{"2001:db8:1:2::1", "2001:db8:1:2::2", true},
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", true},
+		{"2001:db8:1:2::1", "2001:DB8:1:2:0::9", true},
+		{"fe80::1%eth0", "fe80::2%eth1", true},
+		{"2001:db8:1:2::1", "2001:db8:1:3::1", false},
+		{"192.0.2.1", "192.0.2.2", false},
+		{"::ffff:192.0.2.1", "::ffff:192.0.2.2", false},
+		{"not an address", "not an address either", false},
+	} {
+		l := New(time.Hour, 1)
+		if ok, _ := l.Allow(tc.first); !ok {
+			t.Fatalf("%s: first request refused", tc.first)
+		}
+		if ok, _ := l.Allow(tc.second); ok == tc.shared {
+			t.Errorf("%s then %s: second allowed = %v, want %v", tc.first, tc.second, ok, !tc.shared)
+		}
+	}
+}
+
 func TestLimiterBounded(t *testing.T) {
 	l := New(time.Second, 1)
 	now := time.Unix(0, 0)
