@@ -6,6 +6,7 @@ import (
 	"html"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -429,4 +430,126 @@ func firstError(body string) string {
 		return body[i:]
 	}
 	return body[i : i+j]
+}
+
+// TestRTMOAuthConcurrentApprovals: two tabs of the same user approve the
+// same session at once (a double submit): one approval, and the other gets
+// a readable page, never a 500.
+func TestRTMOAuthConcurrentApprovals(t *testing.T) {
+	e := oauthEnv(t)
+	u := e.enrol("rtdouble")
+	g := e.rtOAuthGrant(u, "RTDOUBLEDEV")
+	const del = "/_matrix/client/v3/delete_devices"
+	for trial := range 4 {
+		body := map[string]any{"devices": []string{fmt.Sprintf("NOSUCH%d", trial)}}
+		ch := e.gw("POST", del, g.access, body)
+		expect(t, ch, 401, "")
+		session, link := ch.str("session"), stageURL(t, ch)
+		b1, b2 := e.browser(), e.browser()
+		q1, _ := e.approvePage(b1, u, link)
+		q2, _ := e.approvePage(b2, u, link)
+		b1.getQuery(q1)
+		b2.getQuery(q2)
+		// Two codes both inside the window: the current step's and the next.
+		c1, c2 := e.peekCode(u, 0), e.peekCode(u, 1)
+		var wg sync.WaitGroup
+		pages := make([]webPage, 2)
+		for i, b := range []*webUser{b1, b2} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code := c1
+				if i == 1 {
+					code = c2
+				}
+				pages[i] = b.post("action", "approve", "session", session, "password", u.Password, "code", code)
+			}()
+		}
+		wg.Wait()
+		for i, p := range pages {
+			if p.Status >= 500 {
+				t.Fatalf("trial %d: concurrent approval %d answered %d: %s", trial, i, p.Status, firstError(p.Body))
+			}
+		}
+		t.Logf("trial %d: %d %s / %d %s", trial, pages[0].Status, firstError(pages[0].Body), pages[1].Status, firstError(pages[1].Body))
+		e.gw("POST", del, g.access, rtWith(body, session))
+		e.clock.Add(90e9)
+	}
+}
+
+// TestRTMOAuthEmptyDeviceList: "sign out no device (an empty list)" must
+// be what happens. Dendrite's delete_devices with an empty (or missing)
+// list signs out every device of the user (PerformDeviceDeletion with no
+// IDs removes them all).
+func TestRTMOAuthEmptyDeviceList(t *testing.T) {
+	e := oauthEnv(t)
+	u := e.enrol("rtempty")
+	const del = "/_matrix/client/v3/delete_devices"
+	for _, body := range []map[string]any{{"devices": []string{}}, {}} {
+		g := e.rtOAuthGrant(u, "RTEMPTYDEV")
+		phone := e.newDevice(u)
+		before := e.deviceIDs(u.AccessToken)
+		ch := e.gw("POST", del, g.access, body)
+		expect(t, ch, 401, "")
+		session, link := ch.str("session"), stageURL(t, ch)
+		b := e.browser()
+		_, p := e.approvePage(b, u, link)
+		i := strings.Index(p.Body, `id="approve-what">`)
+		j := strings.Index(p.Body[i:], "</strong>")
+		sentence := html.UnescapeString(p.Body[i+len(`id="approve-what">`) : i+j])
+		wantPage(t, b.post("action", "approve", "session", session, "password", u.Password, "code", e.code(u)), 200, "Approved")
+		r := e.gw("POST", del, g.access, rtWith(body, session))
+		after := e.deviceIDsOr(u)
+		if e.direct("GET", pgWhoAmI, u.AccessToken, nil).Status == 401 || !slices.Contains(after, phone) {
+			t.Errorf("body %v: the page said %q; the retry (%d %s) signed out devices: before %v, after %v",
+				body, sentence, r.Status, r.Raw, before, after)
+			u.AccessToken = mustLogin(t, e, u)
+		}
+	}
+}
+
+// deviceIDsOr lists u's devices with a fresh direct login (nil when none).
+func (e *env) deviceIDsOr(u *enrolled) []string {
+	e.t.Helper()
+	l, err := e.hs.Login(context.Background(), u.Localpart, u.Password)
+	if err != nil {
+		return nil
+	}
+	defer e.direct("POST", "/_matrix/client/v3/logout", l.AccessToken, map[string]any{})
+	return e.deviceIDs(l.AccessToken)
+}
+
+// TestRTMOAuthPasswordSentence: what the page says of the other devices on
+// a password change is what Dendrite does (logout_devices true, false,
+// missing).
+func TestRTMOAuthPasswordSentence(t *testing.T) {
+	e := oauthEnv(t)
+	const path = "/_matrix/client/v3/account/password"
+	for i, c := range []struct {
+		body     map[string]any
+		signsOut bool
+	}{
+		{map[string]any{"new_password": "next pass phrase 1", "logout_devices": true}, true},
+		{map[string]any{"new_password": "next pass phrase 2", "logout_devices": false}, false},
+		{map[string]any{"new_password": "next pass phrase 3"}, true},
+	} {
+		u := e.enrol(fmt.Sprintf("rtpwsent%d", i))
+		g := e.rtOAuthGrant(u, "RTPWDEV")
+		phone := mustLogin(t, e, u)
+		ch := e.gw("POST", path, g.access, c.body)
+		expect(t, ch, 401, "")
+		session, link := ch.str("session"), stageURL(t, ch)
+		b := e.browser()
+		_, p := e.approvePage(b, u, link)
+		says := strings.Contains(p.Body, "and sign out your other devices")
+		wantPage(t, b.post("action", "approve", "session", session, "password", u.Password, "code", e.code(u)), 200, "Approved")
+		expect(t, e.gw("POST", path, g.access, rtWith(c.body, session)), 200, "")
+		out := e.direct("GET", pgWhoAmI, phone, nil).Status == 401
+		if says != out {
+			t.Errorf("body %v: the page says other devices are signed out: %v; the phone was signed out: %v", c.body, says, out)
+		}
+		if e.direct("GET", pgWhoAmI, g.access, nil).Status != 200 {
+			t.Errorf("body %v: the requesting OAuth device itself was signed out", c.body)
+		}
+	}
 }
