@@ -485,7 +485,7 @@ func TestRTMOAuthEmptyDeviceList(t *testing.T) {
 	e := oauthEnv(t)
 	u := e.enrol("rtempty")
 	const del = "/_matrix/client/v3/delete_devices"
-	for _, body := range []map[string]any{{"devices": []string{}}, {}} {
+	for _, body := range []map[string]any{{"devices": []string{}}, {}, {"devices": nil}} {
 		g := e.rtOAuthGrant(u, "RTEMPTYDEV")
 		phone := e.newDevice(u)
 		before := e.deviceIDs(u.AccessToken)
@@ -551,5 +551,30 @@ func TestRTMOAuthPasswordSentence(t *testing.T) {
 		if e.direct("GET", pgWhoAmI, g.access, nil).Status != 200 {
 			t.Errorf("body %v: the requesting OAuth device itself was signed out", c.body)
 		}
+	}
+}
+
+// TestRTAccountDeviceDetailsSharedID: two users with a device of the same
+// ID: each sees only the details of their own.
+func TestRTAccountDeviceDetailsSharedID(t *testing.T) {
+	e := oauthEnv(t)
+	alice, mallory := e.enrol("rtsharea"), e.enrol("rtsharem")
+	for _, c := range []struct {
+		u    *enrolled
+		name string
+	}{{alice, "alice-own-phone"}, {mallory, "mallory-secret-laptop"}} {
+		r := e.direct("POST", "/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password",
+			"identifier": map[string]any{"type": "m.id.user", "user": c.u.Localpart}, "password": c.u.Password,
+			"device_id": "SHAREDDEV", "initial_device_display_name": c.name})
+		expect(t, r, 200, "")
+	}
+	b := e.browser()
+	wantPage(t, b.signIn(alice.User), 200, `name="code"`)
+	wantPage(t, b.post("action", "code", "code", e.code(alice)), 200, `id="status"`)
+	b.getQuery("action=org.matrix.device_view&device_id=SHAREDDEV")
+	p := b.post("action", "device_details", "device_id", "SHAREDDEV", "password", alice.Password)
+	wantPage(t, p, 200, "alice-own-phone")
+	if strings.Contains(p.Body, "mallory-secret-laptop") {
+		t.Fatal("Alice sees Mallory's device")
 	}
 }
