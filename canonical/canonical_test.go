@@ -163,6 +163,33 @@ func TestSchemaRebuild(t *testing.T) {
 	}
 }
 
+// TestSchemaDeviceIDs: a device list must name at least one device; a
+// missing, null or empty one is refused, never forwarded (homeservers read
+// it differently: Dendrite signs out every device).
+func TestSchemaDeviceIDs(t *testing.T) {
+	s := canonical.Schema{"devices": canonical.KindDeviceIDs}
+	for _, tc := range []struct {
+		body string
+		want error
+	}{
+		{`{"devices":["A"]}`, nil},
+		{`{"devices":["A","B"]}`, nil},
+		{`{}`, canonical.ErrMissingField},
+		{`{"devices":null}`, canonical.ErrMissingField},
+		{`{"devices":[]}`, canonical.ErrMissingField},
+		{`{"devices":[""]}`, canonical.ErrBadField},
+		{`{"devices":["A",""]}`, canonical.ErrBadField},
+		{`{"devices":"A"}`, canonical.ErrBadField},
+		{`{"devices":[null]}`, canonical.ErrBadField},
+		{`{"devices":{}}`, canonical.ErrBadField},
+	} {
+		got, err := s.Rebuild(obj(t, tc.body))
+		if !errors.Is(err, tc.want) || (tc.want == nil && len(got) != 1) {
+			t.Errorf("%s: %v, err %v; want %v", tc.body, got, err, tc.want)
+		}
+	}
+}
+
 func TestQualifyAndSameUser(t *testing.T) {
 	for _, tc := range []struct {
 		user, server, want string

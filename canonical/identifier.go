@@ -11,6 +11,9 @@ import (
 var (
 	// ErrBadField: a field has the wrong JSON type, or a required one is missing.
 	ErrBadField = errors.New("canonical: field missing or of the wrong type")
+	// ErrMissingField: a field that must name something (KindDeviceIDs) is
+	// missing, null or empty.
+	ErrMissingField = errors.New("canonical: a required field is missing or empty")
 	// ErrAmbiguousUser: the body names its user in more than one place (the
 	// identifier and the legacy user, medium or address fields) and they do
 	// not agree, or it gives half of a legacy third-party identifier.

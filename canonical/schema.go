@@ -2,7 +2,9 @@ package canonical
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 )
 
 // Kind is the JSON type a body field must have.
@@ -15,6 +17,11 @@ const (
 	KindStrings       // an array of strings
 	KindObject        // any JSON object, forwarded as read (e.g. a cross-signing key)
 	KindThreepidCreds // a threepid_creds object, rebuilt field by field
+	// KindDeviceIDs is a required array of one or more non-empty strings:
+	// homeservers read a missing, null or empty list differently (Dendrite
+	// signs out every device, Synapse none, or refuses), so the gateway
+	// forwards none of them (ErrMissingField).
+	KindDeviceIDs
 )
 
 // Schema lists the top-level fields of an endpoint's body besides "auth".
@@ -28,9 +35,15 @@ func (s Schema) Rebuild(o Object) (map[string]json.RawMessage, error) {
 	for name, kind := range s {
 		raw, ok := o[name]
 		if !ok || string(raw) == "null" {
+			if kind == KindDeviceIDs {
+				return nil, fmt.Errorf("%w: %s", ErrMissingField, name)
+			}
 			continue
 		}
 		v, err := decode(kind, raw)
+		if errors.Is(err, ErrMissingField) {
+			return nil, fmt.Errorf("%w: %s", ErrMissingField, name)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrBadField, name)
 		}
@@ -56,6 +69,18 @@ func decode(kind Kind, raw json.RawMessage) (any, error) {
 		var x []string
 		err := json.Unmarshal(raw, &x)
 		return x, err
+	case KindDeviceIDs:
+		var x []string
+		if err := json.Unmarshal(raw, &x); err != nil {
+			return nil, err
+		}
+		if len(x) == 0 {
+			return nil, ErrMissingField
+		}
+		if slices.Contains(x, "") {
+			return nil, ErrBadField
+		}
+		return x, nil
 	case KindObject:
 		var x map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &x); err != nil || x == nil {

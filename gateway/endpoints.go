@@ -52,7 +52,7 @@ type guardedEndpoint struct {
 // to pass through, and why.
 var guardedEndpoints = []guardedEndpoint{
 	{Method: http.MethodPost, Path: "/delete_devices", Op: trust.DeleteDevices, Prefixes: guardPrefixes,
-		Body: canonical.Schema{"devices": canonical.KindStrings}},
+		Body: canonical.Schema{"devices": canonical.KindDeviceIDs}},
 	{Method: http.MethodDelete, Path: "/devices/{deviceId}", Op: trust.DeleteDevice, Prefixes: guardPrefixes,
 		Body: canonical.Schema{}},
 	{Method: http.MethodPost, Path: "/account/password", Op: trust.ChangePassword, Prefixes: guardPrefixes, NoToken: true, ChangesPassword: true,

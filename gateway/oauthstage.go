@@ -115,7 +115,7 @@ func (g *Gateway) oauthStage(w http.ResponseWriter, r *http.Request, q *guardedR
 		g.startOAuthStage(w, r, q, hsUIA.Session)
 		return
 	}
-	s, err := g.loadGuarded(r, q, req)
+	s, err := g.loadGuarded(r, q, req, true)
 	if err == nil && !sameClient(s, q.device) {
 		err = uia.ErrSessionMismatch
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/matrix-2fa/matrix-2fa/homeserver"
 	"github.com/matrix-2fa/matrix-2fa/httperr"
 	"github.com/matrix-2fa/matrix-2fa/httpx"
+	"github.com/matrix-2fa/matrix-2fa/oauth"
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/uia"
 )
@@ -216,7 +217,7 @@ func (g *Gateway) ownUIA(w http.ResponseWriter, r *http.Request, q *guardedReque
 		g.RememberEmails(ctx, q.owner, q.token)
 		s, err = g.engine.Start(ctx, req, flows.SecondFactorFlows(g.Factors(ctx, q.owner)...), "", data, 0)
 	} else {
-		s, err = g.loadGuarded(r, q, req)
+		s, err = g.loadGuarded(r, q, req, false)
 	}
 	if err == nil && q.second != nil {
 		if err = g.engine.Attempt(ctx, s, q.second); err != nil {
@@ -259,7 +260,7 @@ func (g *Gateway) inFront(w http.ResponseWriter, r *http.Request, q *guardedRequ
 			httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 			return
 		}
-	} else if s, err = g.loadGuarded(r, q, req); err != nil {
+	} else if s, err = g.loadGuarded(r, q, req, false); err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
@@ -296,10 +297,16 @@ func (g *Gateway) notYet(w http.ResponseWriter, r *http.Request, q *guardedReque
 
 // loadGuarded loads the client's session for req; it must have been started
 // for the same operation (the same rebuilt body), else ErrSessionMismatch.
-func (g *Gateway) loadGuarded(r *http.Request, q *guardedRequest, req uia.Request) (*uia.Session, error) {
+// An m.oauth session (one client's approval on the account page) loads
+// only on the m.oauth path (oauthPath: oauthStage, which checks the client's
+// device), and a 2FA session only off it: neither completes the other.
+func (g *Gateway) loadGuarded(r *http.Request, q *guardedRequest, req uia.Request, oauthPath bool) (*uia.Session, error) {
 	s, err := g.engine.Load(r.Context(), q.auth.Session, req)
 	if err != nil {
 		return nil, err
+	}
+	if isApproval(s) != oauthPath {
+		return nil, uia.ErrSessionMismatch
 	}
 	var state hsState
 	if err := json.Unmarshal(s.Data, &state); err != nil {
@@ -309,6 +316,16 @@ func (g *Gateway) loadGuarded(r *http.Request, q *guardedRequest, req uia.Reques
 		return nil, uia.ErrSessionMismatch
 	}
 	return s, nil
+}
+
+// isApproval reports whether s is an m.oauth session.
+func isApproval(s *uia.Session) bool {
+	for _, f := range s.Flows {
+		if slices.Contains(f, oauth.StageOAuth) {
+			return true
+		}
+	}
+	return false
 }
 
 // learnChallenge forwards the request without auth. A 401 UIA answer starts

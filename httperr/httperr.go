@@ -125,6 +125,7 @@ var table = []row{
 	{canonical.ErrUnknownIdentifier, mautrix.MUnknown.WithMessage("Unknown identifier type").WithStatus(http.StatusBadRequest), ""},
 	{canonical.ErrUnknownLoginType, mautrix.MUnknown.WithMessage("Unknown login type").WithStatus(http.StatusBadRequest), ""},
 	{canonical.ErrBadField, mautrix.MBadJSON.WithMessage("A field is missing or has the wrong type"), ""},
+	{canonical.ErrMissingField, MMissingParam.WithMessage("A required field is missing or empty (devices: name at least one device)"), ""},
 	{ErrAmbiguousToken, mautrix.MMissingToken.WithMessage("Give the access token once: in the Authorization header or in access_token, not both"), ""},
 	{ErrIdentityAssertion, mautrix.MForbidden.WithMessage("Acting as another user (user_id, device_id) is not possible on this endpoint"), ""},
 	{ErrNotCanonical, mautrix.MForbidden.WithMessage("Use the user ID exactly as the homeserver returned it"), ""},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/matrix-2fa/matrix-2fa/storage"
 	"github.com/matrix-2fa/matrix-2fa/trust"
@@ -66,7 +67,7 @@ func (o Operation) Sentence() string {
 	case trust.DeleteDevices, trust.DeleteDevice:
 		quoted := make([]string, len(o.Devices))
 		for i, d := range o.Devices {
-			quoted[i] = "“" + d + "”" // quoted: a device ID is the requester's text
+			quoted[i] = "“" + visible(d) + "”" // quoted: a device ID is the requester's text
 		}
 		switch len(o.Devices) {
 		case 0:
@@ -93,6 +94,32 @@ func (o Operation) Sentence() string {
 		return "sign in another device with a one-time login token (for example by showing a QR code)"
 	}
 	return "perform an operation the gateway cannot name; do not approve it"
+}
+
+// maxShown is the most of one device ID a sentence shows.
+const maxShown = 64
+
+// visible is the requester's text s as a sentence may show it between
+// quotes: printable ASCII as it is; anything else — control and format
+// characters (a right-to-left override, an isolate, a line break), quotes
+// of the sentence's kind, any non-ASCII character — as \u{XXXX}, so that the
+// text cannot change how the sentence reads. Past maxShown characters it is
+// cut, saying how long it is.
+func visible(s string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n++; n > maxShown {
+			fmt.Fprintf(&b, "… (%d characters)", utf8.RuneCountInString(s))
+			break
+		}
+		if r >= ' ' && r <= '~' {
+			b.WriteRune(r)
+		} else {
+			fmt.Fprintf(&b, `\u{%04X}`, r)
+		}
+	}
+	return b.String()
 }
 
 // ApprovalURL is the account page view where the user approves operation

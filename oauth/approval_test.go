@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/matrix-2fa/matrix-2fa/trust"
@@ -18,6 +19,12 @@ func TestOperationSentence(t *testing.T) {
 		{"one device", Operation{Op: trust.DeleteDevices, Devices: []string{"ABC"}}, "sign out the device “ABC”", ActionApprove},
 		{"two devices", Operation{Op: trust.DeleteDevices, Devices: []string{"A", "B"}}, "sign out 2 devices: “A”, “B”", ActionApprove},
 		{"no device", Operation{Op: trust.DeleteDevices}, "sign out no device (an empty list)", ActionApprove},
+		{"a right-to-left override", Operation{Op: trust.DeleteDevices, Devices: []string{"\u202eENOHP"}}, "sign out the device “\\u{202E}ENOHP”", ActionApprove},
+		{"a line break and the sentence's quote", Operation{Op: trust.DeleteDevice, Devices: []string{"PHONE” (only this app)\n“"}},
+			"sign out the device “PHONE\\u{201D} (only this app)\\u{000A}\\u{201C}”", ActionApprove},
+		{"non-ASCII", Operation{Op: trust.DeleteDevice, Devices: []string{"é"}}, "sign out the device “\\u{00E9}”", ActionApprove},
+		{"very long", Operation{Op: trust.DeleteDevice, Devices: []string{strings.Repeat("A", 70)}},
+			"sign out the device “" + strings.Repeat("A", 64) + "… (70 characters)”", ActionApprove},
 		{"the device of the path", Operation{Op: trust.DeleteDevice, Devices: []string{"XYZ"}}, "sign out the device “XYZ”", ActionApprove},
 		{"password", Operation{Op: trust.ChangePassword}, "change your password and sign out your other devices", ActionApprove},
 		{"password, devices kept", Operation{Op: trust.ChangePassword, KeepDevices: true}, "change your password (your other devices stay signed in)", ActionApprove},

@@ -85,7 +85,9 @@ func (s *Server) refreshHome(ctx context.Context, r Refresher, g storage.OAuthGr
 	fresh, err := r.Refresh(ctx, login.RefreshToken)
 	var re mautrix.RespError
 	if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 && re.StatusCode != http.StatusTooManyRequests {
-		s.store.TakeOAuthGrant(context.WithoutCancel(ctx), g.ID)
+		if taken, terr := s.store.TakeOAuthGrant(context.WithoutCancel(ctx), g.ID); terr == nil {
+			s.logout(context.WithoutCancel(ctx), taken.UserID, taken.Login, l) // the access token may outlive its refresh token
+		}
 		l.WithField("errcode", re.ErrCode).Info("oauth: the homeserver refused its refresh token; grant ended")
 		return nil, oauthErr("invalid_grant", "the session has ended")
 	}

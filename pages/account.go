@@ -121,14 +121,16 @@ func (p *Pages) stepUp(w http.ResponseWriter, r *http.Request, s *selfSession, v
 		return false
 	}
 	login, err := p.hs.PasswordLogin(ctx, s.userID, password, "", selfDeviceName)
-	if err == nil && string(login.UserID) != s.userID {
-		err = errors.New("pages: the homeserver logged in another user")
+	if err == nil {
+		defer p.logoutQuietly(r, login.AccessToken) // also when it is another user's
+		if string(login.UserID) != s.userID {
+			err = errors.New("pages: the homeserver logged in another user")
+		}
 	}
 	if err != nil {
 		p.stepUpRefused(w, r, s, show, msgBadPwOrCode, err)
 		return false
 	}
-	defer p.logoutQuietly(r, login.AccessToken)
 	if v.TwoFA {
 		if err := flows.VerifyEither(ctx, p.acc, s.userID, code); err != nil && !errors.Is(err, account.ErrNotEnabled) {
 			p.codeFailure(w, r, s, err, show)
