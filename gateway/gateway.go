@@ -397,6 +397,12 @@ func (g *Gateway) route(r *http.Request) (h http.Handler, _ *http.Request, route
 	if !mayBeOurs(r.URL.Path) {
 		return nil, r, false, nil
 	}
+	return g.routeAll(r)
+}
+
+// routeAll is route past the screen and the admin API check: the route table
+// and the guarded pattern decide.
+func (g *Gateway) routeAll(r *http.Request) (h http.Handler, _ *http.Request, routed bool, refused error) {
 	if canon := path.Clean("/" + r.URL.Path); r.Method != http.MethodOptions && strings.HasPrefix(canon, "/_matrix/client/") {
 		if canon != r.URL.EscapedPath() && guarded.MatchString(canon) {
 			r.URL.Path, r.URL.RawPath = canon, ""
@@ -418,8 +424,13 @@ func (g *Gateway) route(r *http.Request) (h http.Handler, _ *http.Request, route
 }
 
 // ourWords are words every path the gateway serves or guards has (in any
-// letter case); a path with none of them is passed through without routing.
-var ourWords = []string{"login", "account", "devices", "device_signing", "/auth/", "auth_metadata", "/_matrix2fa", "/health", "/ready"}
+// letter case, in every spelling: none spans a segment boundary a doubled
+// slash or a dot segment could break); a path with none of them is passed
+// through without routing. Every route and guarded path under /account has
+// its own word ("two-factor", "password", "deactivate", "3pid"), so
+// /account/whoami and the like skip the router (TestScreenNeverMissesARoute).
+var ourWords = []string{"login", "two-factor", "password", "deactivate", "3pid", "devices", "device_signing", "/auth/",
+	"auth_metadata", "/_matrix2fa", "/health", "/ready"}
 
 // mayBeOurs reports whether p may be one of the gateway's routes or a guarded
 // path (a cheap screen before the router and the guarded pattern).
