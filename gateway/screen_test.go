@@ -124,4 +124,3 @@ func FuzzScreen(f *testing.F) {
 		checkScreen(t, g, method, raw)
 	})
 }
-
