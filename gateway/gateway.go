@@ -335,30 +335,56 @@ func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serve) }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &httpx.StatusRecorder{ResponseWriter: w}
 	if r.Method == http.MethodOptions && g.oauth.Enabled() && strings.HasPrefix(r.URL.Path, oauth.Prefix) {
-		oauth.Preflight(rec) // the gateway's own OAuth endpoints answer their CORS preflights
+		oauth.Preflight(w) // the gateway's own OAuth endpoints answer their CORS preflights
 		return
 	}
-	if g.policy.On() && g.policyBlocks(rec, r) {
+	if g.policy.On() && g.policyBlocks(w, r) {
 		return
 	}
 	h, r, routed, refused := g.route(r)
-	if h == nil && refused == nil { // pass-through: the hot path
-		g.bodyDeadline(rec, r, false)
-		loggedOut := g.logoutToken(r)
-		g.proxy.ServeHTTP(rec, r)
-		if loggedOut != "" && rec.Status == http.StatusOK {
-			g.forgetTrust(r, loggedOut)
-		}
-		took := time.Since(start)
-		g.metrics.HTTPRequest(metrics.RoutePassthrough, rec.Status, took)
-		if g.debug {
-			g.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": rec.Status,
-				"duration_ms": took.Milliseconds(), "pass_through": true}).Debug("request")
-		}
+	if h == nil && refused == nil {
+		g.passThrough(w, r, start)
 		return
 	}
+	g.serveOwn(w, r, h, routed, refused, start)
+}
+
+// forwarder is a proxy that reports the status it wrote
+// (homeserver.Forwarder): the pass-through path then needs no recorder.
+type forwarder interface {
+	Forward(w http.ResponseWriter, r *http.Request) int
+}
+
+// passThrough streams r to the homeserver: the hot path, with no more work
+// than timing it (and forgetting the trust of a token logged out).
+func (g *Gateway) passThrough(w http.ResponseWriter, r *http.Request, start time.Time) {
+	g.bodyDeadline(w, r, false)
+	loggedOut := g.logoutToken(r)
+	var status int
+	if fw, ok := g.proxy.(forwarder); ok {
+		status = fw.Forward(w, r)
+	} else {
+		rec := &httpx.StatusRecorder{ResponseWriter: w}
+		g.proxy.ServeHTTP(rec, r)
+		status = rec.Status
+	}
+	if loggedOut != "" && status == http.StatusOK {
+		g.forgetTrust(r, loggedOut)
+	}
+	took := time.Since(start)
+	g.metrics.HTTPRequest(metrics.RoutePassthrough, status, took)
+	if g.debug {
+		g.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": status,
+			"duration_ms": took.Milliseconds(), "pass_through": true}).Debug("request")
+	}
+}
+
+// serveOwn serves a request the gateway handles itself (h) or refuses, with a
+// request ID, a logger, panic recovery and the client's address for the
+// calls it makes upstream.
+func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request, h http.Handler, routed bool, refused error, start time.Time) {
+	rec := &httpx.StatusRecorder{ResponseWriter: w}
 	l := g.log.WithFields(logrus.Fields{"request_id": httpx.RequestID(), "method": r.Method, "path": r.URL.Path})
 	// Calls the gateway makes upstream for this request carry the client's
 	// address (the homeserver's rate limits then apply per client).
@@ -375,7 +401,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		took := time.Since(start)
 		g.metrics.HTTPRequest(routeClass(r.URL.Path, routed), rec.Status, took)
-		l.WithFields(logrus.Fields{"status": rec.Status, "duration_ms": took.Milliseconds()}).Debug("request")
+		if g.debug {
+			l.WithFields(logrus.Fields{"status": rec.Status, "duration_ms": took.Milliseconds()}).Debug("request")
+		}
 	}()
 	if refused != nil {
 		httpx.WriteError(rec, r, refused)
