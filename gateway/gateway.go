@@ -104,6 +104,10 @@ type Config struct {
 	// TrustedClients lets a token from the same client skip the 2FA stage
 	// for a while after one (off with a zero window).
 	TrustedClients trust.Config
+	// VersionsCacheTTL is how long the homeserver's answer to an
+	// unauthenticated GET /_matrix/client/versions is served from memory
+	// (0: not cached; see versions.go).
+	VersionsCacheTTL time.Duration
 }
 
 // Homeserver is what the gateway needs of the homeserver client
@@ -180,6 +184,8 @@ type Gateway struct {
 	// debug: the logger writes debug lines (pass-through requests are
 	// logged only then).
 	debug bool
+	// versions caches GET /_matrix/client/versions.
+	versions versionsCache
 	// serverName is the homeserver's server name, learnt from the first user
 	// ID it reports (whoami, login); nil until then.
 	serverName atomic.Pointer[string]
@@ -361,10 +367,12 @@ type forwarder interface {
 func (g *Gateway) passThrough(w http.ResponseWriter, r *http.Request, start time.Time) {
 	g.bodyDeadline(w, r, false)
 	loggedOut := g.logoutToken(r)
-	var status int
-	if fw, ok := g.proxy.(forwarder); ok {
+	status, cached := g.servedVersions(w, r)
+	switch fw, ok := g.proxy.(forwarder); {
+	case cached:
+	case ok:
 		status = fw.Forward(w, r)
-	} else {
+	default:
 		rec := &httpx.StatusRecorder{ResponseWriter: w}
 		g.proxy.ServeHTTP(rec, r)
 		status = rec.Status
