@@ -47,6 +47,9 @@ type Options struct {
 	// Dendrite, nginx, the split configuration, the bare Go proxy and the
 	// gateway): no seeding, logins, TOTP completions, RSS or Go benchmarks.
 	PassThroughOnly bool
+	// VersionsCacheTTL, when not empty, is the gateway's versions_cache_ttl
+	// ("0s": the /versions row without the cache); empty keeps its default.
+	VersionsCacheTTL string
 }
 
 // Paths measured with wrk.
@@ -422,6 +425,9 @@ rate_limit:
 log:
   level: info
 `, addr, hsURL, dir)
+	if r.o.VersionsCacheTTL != "" {
+		cfg += fmt.Sprintf("versions_cache_ttl: %q\n", r.o.VersionsCacheTTL)
+	}
 	file := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		return nil, err
