@@ -167,9 +167,7 @@ func (c *Client) copyBody(w http.ResponseWriter, body io.Reader, flush bool) err
 				return err
 			}
 			if rc != nil {
-				if err := rc.Flush(); err != nil {
-					return err
-				}
+				rc.Flush() // a writer that cannot flush still gets the body (as with ReverseProxy)
 			}
 		}
 		switch {
