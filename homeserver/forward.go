@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 )
 
 // Forwarder streams requests through to the homeserver (Client.Proxy). A
@@ -42,6 +43,9 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request) int {
 		return sw.status
 	}
 	out := f.c.outbound(r)
+	if out.Body != nil {
+		defer out.Body.Close()
+	}
 	res, err := f.c.transport.RoundTrip(out)
 	if err != nil {
 		return f.c.proxyFailed(w, out, err)
@@ -78,6 +82,9 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request) int {
 // handler, so that map must stay untouched), and its query needs no
 // cleaning (no ';', no malformed escape: ReverseProxy re-encodes such).
 func plainRequest(r *http.Request) bool {
+	if r.Header == nil {
+		return false
+	}
 	for k := range r.Header {
 		switch k {
 		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
@@ -116,7 +123,7 @@ func (c *Client) outbound(r *http.Request) *http.Request {
 	if r.ContentLength == 0 {
 		out.Body = nil // no body: the transport may retry
 	} else if r.Body != nil {
-		out.Body = noCloseBody{r.Body} // the transport must not close the client's body
+		out.Body = &noCloseBody{r: r.Body} // the transport must not close the client's body
 	}
 	c.setForwarded(out.Header, r)
 	if _, ok := out.Header["Cookie"]; ok {
@@ -128,11 +135,25 @@ func (c *Client) outbound(r *http.Request) *http.Request {
 	return out
 }
 
-// noCloseBody is the client's body as the transport sees it: closing it is
-// left to the server.
-type noCloseBody struct{ io.Reader }
+// noCloseBody is the client's body as the transport sees it: closing it
+// only stops further reads (the transport's writer may outlive the handler);
+// closing the client's body is left to the server.
+type noCloseBody struct {
+	r      io.Reader
+	closed atomic.Bool
+}
 
-func (noCloseBody) Close() error { return nil }
+func (b *noCloseBody) Read(p []byte) (int, error) {
+	if b.closed.Load() {
+		return 0, errors.New("proxy: read of the request body after the handler returned")
+	}
+	return b.r.Read(p)
+}
+
+func (b *noCloseBody) Close() error {
+	b.closed.Store(true)
+	return nil
+}
 
 // flushes reports whether res is flushed as it arrives: an event stream or a
 // body of unknown length (ReverseProxy's own rule; a bounded body streams
