@@ -171,7 +171,8 @@ func flushes(res *http.Response) bool {
 }
 
 // copyBody streams body to w through a pooled buffer, flushing after each
-// write when flush is set. It returns the first read or write error (a read
+// write when flush is set (but the last, which the end of the response
+// sends). It returns the first read or write error (a read
 // error other than a cancelled request is logged, as ReverseProxy does).
 func (c *Client) copyBody(w http.ResponseWriter, body io.Reader, flush bool) error {
 	bp := copyBuffers.Get().(*[]byte)
@@ -187,8 +188,10 @@ func (c *Client) copyBody(w http.ResponseWriter, body io.Reader, flush bool) err
 			if _, err := w.Write(buf[:n]); err != nil {
 				return err
 			}
-			if rc != nil {
-				rc.Flush() // a writer that cannot flush still gets the body (as with ReverseProxy)
+			if rc != nil && rerr == nil {
+				// (At the end the server sends what is left anyway.) A writer
+				// that cannot flush still gets the body, as with ReverseProxy.
+				rc.Flush()
 			}
 		}
 		switch {
