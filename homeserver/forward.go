@@ -17,7 +17,8 @@ import (
 // httputil.ReverseProxy would not rewrite) takes a lean path over the shared
 // transport: the inbound header map is reused, the copy buffer pooled, and
 // the response flushed as it arrives only when it is unbounded (no
-// Content-Length) or an event stream, where ReverseProxy would flush too. Any
+// Content-Length) or an event stream, where ReverseProxy would flush too
+// (but for the write that ends it, which the end of the response sends). Any
 // other request (an Upgrade, "TE: trailers", "Expect: 100-continue", …)
 // goes through httputil.ReverseProxy with the same rewriting, as before.
 type Forwarder struct {
