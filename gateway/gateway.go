@@ -104,6 +104,10 @@ type Config struct {
 	// TrustedClients lets a token from the same client skip the 2FA stage
 	// for a while after one (off with a zero window).
 	TrustedClients trust.Config
+	// VersionsCacheTTL is how long the homeserver's answer to an
+	// unauthenticated GET /_matrix/client/versions is served from memory
+	// (0: not cached; see versions.go).
+	VersionsCacheTTL time.Duration
 }
 
 // Homeserver is what the gateway needs of the homeserver client
@@ -182,6 +186,8 @@ type Gateway struct {
 	// debug: the logger writes debug lines (pass-through requests are
 	// logged only then).
 	debug bool
+	// versions caches GET /_matrix/client/versions.
+	versions versionsCache
 	// serverName is the homeserver's server name, learnt from the first user
 	// ID it reports (whoami, login); nil until then.
 	serverName atomic.Pointer[string]
@@ -337,30 +343,58 @@ func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serve) }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &httpx.StatusRecorder{ResponseWriter: w}
 	if r.Method == http.MethodOptions && g.oauth.Enabled() && strings.HasPrefix(r.URL.Path, oauth.Prefix) {
-		oauth.Preflight(rec) // the gateway's own OAuth endpoints answer their CORS preflights
+		oauth.Preflight(w) // the gateway's own OAuth endpoints answer their CORS preflights
 		return
 	}
-	if g.policy.On() && g.policyBlocks(rec, r) {
+	if g.policy.On() && g.policyBlocks(w, r) {
 		return
 	}
 	h, r, routed, refused := g.route(r)
-	if h == nil && refused == nil { // pass-through: the hot path
-		g.bodyDeadline(rec, r, false)
-		loggedOut := g.logoutToken(r)
-		g.proxy.ServeHTTP(rec, r)
-		if loggedOut != "" && rec.Status == http.StatusOK {
-			g.forgetTrust(r, loggedOut)
-		}
-		took := time.Since(start)
-		g.metrics.HTTPRequest(metrics.RoutePassthrough, rec.Status, took)
-		if g.debug {
-			g.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": rec.Status,
-				"duration_ms": took.Milliseconds(), "pass_through": true}).Debug("request")
-		}
+	if h == nil && refused == nil {
+		g.passThrough(w, r, start)
 		return
 	}
+	g.serveOwn(w, r, h, routed, refused, start)
+}
+
+// forwarder is a proxy that reports the status it wrote
+// (homeserver.Forwarder): the pass-through path then needs no recorder.
+type forwarder interface {
+	Forward(w http.ResponseWriter, r *http.Request) int
+}
+
+// passThrough streams r to the homeserver: the hot path, with no more work
+// than timing it (and forgetting the trust of a token logged out).
+func (g *Gateway) passThrough(w http.ResponseWriter, r *http.Request, start time.Time) {
+	g.bodyDeadline(w, r, false)
+	loggedOut := g.logoutToken(r)
+	status, cached := g.servedVersions(w, r)
+	switch fw, ok := g.proxy.(forwarder); {
+	case cached:
+	case ok:
+		status = fw.Forward(w, r)
+	default:
+		rec := &httpx.StatusRecorder{ResponseWriter: w}
+		g.proxy.ServeHTTP(rec, r)
+		status = rec.Status
+	}
+	if loggedOut != "" && status == http.StatusOK {
+		g.forgetTrust(r, loggedOut)
+	}
+	took := time.Since(start)
+	g.metrics.HTTPRequest(metrics.RoutePassthrough, status, took)
+	if g.debug {
+		g.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": status,
+			"duration_ms": took.Milliseconds(), "pass_through": true}).Debug("request")
+	}
+}
+
+// serveOwn serves a request the gateway handles itself (h) or refuses, with a
+// request ID, a logger, panic recovery and the client's address for the
+// calls it makes upstream.
+func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request, h http.Handler, routed bool, refused error, start time.Time) {
+	rec := &httpx.StatusRecorder{ResponseWriter: w}
 	l := g.log.WithFields(logrus.Fields{"request_id": httpx.RequestID(), "method": r.Method, "path": r.URL.Path})
 	// Calls the gateway makes upstream for this request carry the client's
 	// address (the homeserver's rate limits then apply per client).
@@ -377,7 +411,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		took := time.Since(start)
 		g.metrics.HTTPRequest(routeClass(r.URL.Path, routed), rec.Status, took)
-		l.WithFields(logrus.Fields{"status": rec.Status, "duration_ms": took.Milliseconds()}).Debug("request")
+		if g.debug {
+			l.WithFields(logrus.Fields{"status": rec.Status, "duration_ms": took.Milliseconds()}).Debug("request")
+		}
 	}()
 	if refused != nil {
 		httpx.WriteError(rec, r, refused)
@@ -399,6 +435,12 @@ func (g *Gateway) route(r *http.Request) (h http.Handler, _ *http.Request, route
 	if !mayBeOurs(r.URL.Path) {
 		return nil, r, false, nil
 	}
+	return g.routeAll(r)
+}
+
+// routeAll is route past the screen and the admin API check: the route table
+// and the guarded pattern decide.
+func (g *Gateway) routeAll(r *http.Request) (h http.Handler, _ *http.Request, routed bool, refused error) {
 	if canon := path.Clean("/" + r.URL.Path); r.Method != http.MethodOptions && strings.HasPrefix(canon, "/_matrix/client/") {
 		if canon != r.URL.EscapedPath() && guarded.MatchString(canon) {
 			r.URL.Path, r.URL.RawPath = canon, ""
@@ -420,8 +462,13 @@ func (g *Gateway) route(r *http.Request) (h http.Handler, _ *http.Request, route
 }
 
 // ourWords are words every path the gateway serves or guards has (in any
-// letter case); a path with none of them is passed through without routing.
-var ourWords = []string{"login", "account", "devices", "device_signing", "/auth/", "auth_metadata", "/_matrix2fa", "/health", "/ready"}
+// letter case, in every spelling: none spans a segment boundary a doubled
+// slash or a dot segment could break); a path with none of them is passed
+// through without routing. Every route and guarded path under /account has
+// its own word ("two-factor", "password", "deactivate", "3pid"), so
+// /account/whoami and the like skip the router (TestScreenNeverMissesARoute).
+var ourWords = []string{"login", "two-factor", "password", "deactivate", "3pid", "devices", "device_signing", "/auth/",
+	"auth_metadata", "/_matrix2fa", "/health", "/ready"}
 
 // mayBeOurs reports whether p may be one of the gateway's routes or a guarded
 // path (a cheap screen before the router and the guarded pattern).

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
@@ -90,7 +89,7 @@ type Client struct {
 	cache whoamiCache
 
 	proxyOnce sync.Once
-	proxy     *httputil.ReverseProxy
+	proxy     *Forwarder
 }
 
 // Response is a homeserver answer read in full by Do. Header has the

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -27,17 +26,19 @@ var errUnreachable = mautrix.RespError{
 	StatusCode: http.StatusBadGateway,
 }
 
-// Proxy returns a handler that streams any request through to the homeserver
-// unchanged: path and query as received (below the base URL's path), method,
-// headers and body, with X-Forwarded-For, -Host and -Proto set (see
-// Options.TrustForwardedHeaders) and hop-by-hop headers removed. Responses are
-// flushed as they arrive, so /sync long-polls and media downloads are not
-// buffered. It shares the client's keep-alive transport and has no overall
-// timeout. When the homeserver cannot be reached it answers 502
-// {"errcode":"M_UNKNOWN","error":"homeserver unreachable"} and logs the cause.
+// Proxy returns a handler (a *Forwarder) that streams any request through to
+// the homeserver unchanged: path and query as received (below the base URL's
+// path), method, headers and body, with X-Forwarded-For, -Host and -Proto set
+// (see Options.TrustForwardedHeaders), hop-by-hop headers removed and the
+// gateway's own cookies dropped. Bounded responses stream through; unbounded
+// ones and event streams are flushed as they arrive, so /sync long-polls and
+// media downloads are not buffered. It shares the client's keep-alive
+// transport and has no overall timeout. When the homeserver cannot be reached
+// it answers 502 {"errcode":"M_UNKNOWN","error":"homeserver unreachable"} and
+// logs the cause.
 func (c *Client) Proxy() http.Handler {
 	c.proxyOnce.Do(func() {
-		c.proxy = &httputil.ReverseProxy{
+		c.proxy = &Forwarder{c: c, stock: &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(c.base)
 				c.setForwarded(pr.Out.Header, pr.In)
@@ -50,7 +51,7 @@ func (c *Client) Proxy() http.Handler {
 			BufferPool:    bufferPool{},
 			ErrorLog:      log.New(logWriter{c.log}, "", 0),
 			ErrorHandler:  c.proxyError,
-		}
+		}}
 	})
 	return c.proxy
 }
@@ -85,28 +86,16 @@ func dropOwnCookies(h http.Header) {
 // setForwarded sets X-Forwarded-For, -Host and -Proto on out for the inbound
 // request in. Without TrustForwardedHeaders the inbound values are ignored and
 // an inbound Forwarded header is dropped; with it, Forwarded is kept as is.
+// out may be in.Header itself: the inbound values are read first.
 func (c *Client) setForwarded(out http.Header, in *http.Request) {
-	var prior []string
-	out.Del("Forwarded")
-	trust := c.trustXFF(in)
-	if trust {
-		prior = in.Header.Values("X-Forwarded-For")
-		if v := in.Header.Values("Forwarded"); len(v) > 0 {
-			out["Forwarded"] = append([]string(nil), v...)
-		}
-	}
-	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
-		out.Set("X-Forwarded-For", strings.Join(append(prior, ip), ", "))
-	} else if len(prior) > 0 {
-		out.Set("X-Forwarded-For", strings.Join(prior, ", "))
-	} else {
-		out.Del("X-Forwarded-For")
-	}
+	var prior, fwd []string
 	host, proto := in.Host, "http"
 	if in.TLS != nil {
 		proto = "https"
 	}
+	trust := c.trustXFF(in)
 	if trust {
+		prior, fwd = in.Header.Values("X-Forwarded-For"), in.Header.Values("Forwarded")
 		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
 			host = v
 		}
@@ -114,8 +103,23 @@ func (c *Client) setForwarded(out http.Header, in *http.Request) {
 			proto = v
 		}
 	}
-	out.Set("X-Forwarded-Host", host)
-	out.Set("X-Forwarded-Proto", proto)
+	out.Del("Forwarded")
+	if len(fwd) > 0 {
+		out["Forwarded"] = append([]string(nil), fwd...)
+	}
+	ip, _, err := net.SplitHostPort(in.RemoteAddr)
+	switch {
+	case err == nil && len(prior) > 0:
+		out["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
+	case err == nil:
+		out["X-Forwarded-For"] = []string{ip}
+	case len(prior) > 0:
+		out["X-Forwarded-For"] = []string{strings.Join(prior, ", ")}
+	default:
+		out.Del("X-Forwarded-For")
+	}
+	out["X-Forwarded-Host"] = []string{host}
+	out["X-Forwarded-Proto"] = []string{proto}
 }
 
 // ForwardedHeader returns the headers of r to pass to Do or Login: r's headers
@@ -168,10 +172,12 @@ func (c *Client) WithOrigin(ctx context.Context, r *http.Request) context.Contex
 // proxyError answers 502 without detail and logs the cause (never the query,
 // which may hold an access token).
 func (c *Client) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
+	c.proxyFailed(w, r, err)
+}
+
+// proxyFailed is proxyError, returning the status written.
+func (c *Client) proxyFailed(w http.ResponseWriter, r *http.Request, err error) int {
+	err = errorURL(err)
 	entry := c.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "error": err})
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client closed the request (a /sync long-poll, say): nobody
@@ -179,10 +185,11 @@ func (c *Client) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		// access log from reading it as a homeserver failure.
 		entry.Debug("proxy: client went away")
 		w.WriteHeader(StatusClientClosed)
-		return
+		return StatusClientClosed
 	}
 	entry.Warn("proxy: homeserver unreachable")
 	errUnreachable.Write(w)
+	return errUnreachable.StatusCode
 }
 
 // logWriter feeds httputil.ReverseProxy's own error log into logrus.

@@ -65,6 +65,7 @@ func newHandler(core *core, cfg config.Config, log *logrus.Logger, m *metrics.Me
 			RememberTTL:            cfg.RememberBrowser.TTL,
 			MaxBotTokens:           cfg.BotTokens.MaxPerUser,
 			TrustedClients:         cfg.TrustedClients,
+			VersionsCacheTTL:       cfg.VersionsCacheTTL,
 		},
 		Homeserver: hs,
 		Accounts:   core.svc,

@@ -43,6 +43,13 @@ type Options struct {
 	TOTPLogins, Sessions int
 	// Progress gets a line per step.
 	Progress io.Writer
+	// PassThroughOnly measures only the pass-through rows (wrk against
+	// Dendrite, nginx, the split configuration, the bare Go proxy and the
+	// gateway): no seeding, logins, TOTP completions, RSS or Go benchmarks.
+	PassThroughOnly bool
+	// VersionsCacheTTL, when not empty, is the gateway's versions_cache_ttl
+	// ("0s": the /versions row without the cache); empty keeps its default.
+	VersionsCacheTTL string
 }
 
 // Paths measured with wrk.
@@ -171,15 +178,17 @@ func (r *runner) run() error {
 	for _, u := range cheap[1:] {
 		enrolled = append(enrolled, hs.UserID(u))
 	}
-	r.logf("seeding the gateway database: %d users with 2FA, %d held logins", len(enrolled), len(totpUsers))
-	start := time.Now()
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
-	seed, err := seedGateway(ctx, filepath.Join(gwDir, "matrix-2fa.db"), box, enrolled, totpUsers, quiet)
-	if err != nil {
-		return err
+	var seed seeded
+	if !o.PassThroughOnly {
+		r.logf("seeding the gateway database: %d users with 2FA, %d held logins", len(enrolled), len(totpUsers))
+		start := time.Now()
+		quiet := logrus.New()
+		quiet.SetOutput(io.Discard)
+		if seed, err = seedGateway(ctx, filepath.Join(gwDir, "matrix-2fa.db"), box, enrolled, totpUsers, quiet); err != nil {
+			return err
+		}
+		r.logf("seeded in %s", time.Since(start).Round(time.Millisecond))
 	}
-	r.logf("seeded in %s", time.Since(start).Round(time.Millisecond))
 
 	// The servers.
 	gwAddr, err := freeAddr()
@@ -210,6 +219,9 @@ func (r *runner) run() error {
 		return err
 	}
 	defer stopGo()
+	if o.PassThroughOnly {
+		return r.passThrough(hs.URL, "http://"+nginxAddr, "http://"+splitAddr, goURL, gwURL, plain.AccessToken)
+	}
 
 	// 2FA for the twoFAUsers, through the gateway's API.
 	r.logf("enrolling %d users with 2FA through the gateway API", twoFAUsers)
@@ -330,42 +342,8 @@ func (r *runner) run() error {
 	}
 	// Pass-through throughput, last: wrk cuts its requests off when it
 	// stops, which can leave Dendrite's SQLite connections broken for logins.
-	targets := []struct{ name, url string }{
-		{"direct", hs.URL}, {"nginx", "http://" + nginxAddr}, {"nginx-split", "http://" + splitAddr},
-		{"go-proxy", goURL}, {"gateway", gwURL},
-	}
-	paths := []struct{ name, path, token string }{
-		{"/versions", versionsPath, ""}, {"whoami", whoamiPath, plain.AccessToken}, {"pushrules", pushrulesPath, plain.AccessToken},
-	}
-	rps := map[string]float64{}
-	for _, p := range paths {
-		for _, t := range targets {
-			runWrk(ctx, t.url+p.path, p.token, 2*time.Second, o.Conns, o.Threads) // warm-up; Dendrite sometimes stalls for a second or two
-			res, err := runWrk(ctx, t.url+p.path, p.token, o.Duration, o.Conns, o.Threads)
-			if err != nil && strings.Contains(err.Error(), "no request answered") {
-				r.logf("wrk %s %s: no answer at all, once more: %v", t.name, p.name, err)
-				res, err = runWrk(ctx, t.url+p.path, p.token, o.Duration, o.Conns, o.Threads)
-			}
-			if err != nil {
-				return err
-			}
-			rps[t.name+" "+p.name] = res.RPS
-			r.logf("wrk %-11s %-9s %8.0f req/s", t.name, p.name, res.RPS)
-		}
-	}
-	for _, p := range []string{"whoami", "pushrules", "/versions"} {
-		goal := 0.9
-		if p == "/versions" {
-			goal = 0.6
-		}
-		r.ratio("in-path pass-through ÷ nginx, "+p, rps["gateway "+p], rps["nginx "+p], "req/s", &Goal{Limit: goal})
-	}
-	for _, p := range []string{"whoami", "pushrules", "/versions"} {
-		r.ratio("split routing ÷ nginx alone, "+p, rps["nginx-split "+p], rps["nginx "+p], "req/s", &Goal{Limit: 0.98})
-	}
-	for _, p := range []string{"whoami", "pushrules", "/versions"} {
-		r.ratio("(bare Go ReverseProxy ÷ nginx, "+p+")", rps["go-proxy "+p], rps["nginx "+p], "req/s", nil)
-		r.ratio("(nginx ÷ direct, "+p+")", rps["nginx "+p], rps["direct "+p], "req/s", nil)
+	if err := r.passThrough(hs.URL, "http://"+nginxAddr, "http://"+splitAddr, goURL, gwURL, plain.AccessToken); err != nil {
+		return err
 	}
 
 	cur, peak, err := gw.rss()
@@ -447,6 +425,9 @@ rate_limit:
 log:
   level: info
 `, addr, hsURL, dir)
+	if r.o.VersionsCacheTTL != "" {
+		cfg += fmt.Sprintf("versions_cache_ttl: %q\n", r.o.VersionsCacheTTL)
+	}
 	file := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -594,4 +575,48 @@ func parseBench(out string) map[string]map[string]float64 {
 		res[m[1]] = vals
 	}
 	return res
+}
+
+// passThrough measures the pass-through rows with wrk: each path against
+// Dendrite directly, nginx, the split configuration, the bare Go proxy and
+// the gateway, one after the other.
+func (r *runner) passThrough(hsURL, nginxURL, splitURL, goURL, gwURL, token string) error {
+	ctx, o := r.ctx, r.o
+	targets := []struct{ name, url string }{
+		{"direct", hsURL}, {"nginx", nginxURL}, {"nginx-split", splitURL}, {"go-proxy", goURL}, {"gateway", gwURL},
+	}
+	paths := []struct{ name, path, token string }{
+		{"/versions", versionsPath, ""}, {"whoami", whoamiPath, token}, {"pushrules", pushrulesPath, token},
+	}
+	rps := map[string]float64{}
+	for _, p := range paths {
+		for _, t := range targets {
+			runWrk(ctx, t.url+p.path, p.token, 2*time.Second, o.Conns, o.Threads) // warm-up; Dendrite sometimes stalls for a second or two
+			res, err := runWrk(ctx, t.url+p.path, p.token, o.Duration, o.Conns, o.Threads)
+			if err != nil && strings.Contains(err.Error(), "no request answered") {
+				r.logf("wrk %s %s: no answer at all, once more: %v", t.name, p.name, err)
+				res, err = runWrk(ctx, t.url+p.path, p.token, o.Duration, o.Conns, o.Threads)
+			}
+			if err != nil {
+				return err
+			}
+			rps[t.name+" "+p.name] = res.RPS
+			r.logf("wrk %-11s %-9s %8.0f req/s", t.name, p.name, res.RPS)
+		}
+	}
+	for _, p := range []string{"whoami", "pushrules", "/versions"} {
+		goal := 0.9
+		if p == "/versions" {
+			goal = 0.6
+		}
+		r.ratio("in-path pass-through ÷ nginx, "+p, rps["gateway "+p], rps["nginx "+p], "req/s", &Goal{Limit: goal})
+	}
+	for _, p := range []string{"whoami", "pushrules", "/versions"} {
+		r.ratio("split routing ÷ nginx alone, "+p, rps["nginx-split "+p], rps["nginx "+p], "req/s", &Goal{Limit: 0.98})
+	}
+	for _, p := range []string{"whoami", "pushrules", "/versions"} {
+		r.ratio("(bare Go ReverseProxy ÷ nginx, "+p+")", rps["go-proxy "+p], rps["nginx "+p], "req/s", nil)
+		r.ratio("(nginx ÷ direct, "+p+")", rps["nginx "+p], rps["direct "+p], "req/s", nil)
+	}
+	return nil
 }

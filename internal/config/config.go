@@ -50,9 +50,13 @@ type Config struct {
 	Login     Login          `yaml:"login"`
 	UIA       UIA            `yaml:"uia"`
 	WhoAmITTL time.Duration  `yaml:"whoami_cache_ttl"`
-	Log       Log            `yaml:"log"`
-	Server    Server         `yaml:"server"`
-	Metrics   Metrics        `yaml:"metrics"`
+	// VersionsCacheTTL is how long the homeserver's answer to an
+	// unauthenticated GET /_matrix/client/versions is served from memory
+	// (0: every request goes through).
+	VersionsCacheTTL time.Duration `yaml:"versions_cache_ttl"`
+	Log              Log           `yaml:"log"`
+	Server           Server        `yaml:"server"`
+	Metrics          Metrics       `yaml:"metrics"`
 	// SMTP is the mail server for e-mail codes and notifications (no host:
 	// no mail at all).
 	SMTP notify.Config `yaml:"smtp"`
@@ -179,10 +183,11 @@ func Default() Config {
 		Server: Server{ReadHeaderTimeout: 10 * time.Second, BodyTimeout: 30 * time.Second,
 			PassThroughBodyTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 			TrustedProxies: []string{"127.0.0.0/8", "::1"}},
-		RateLimit: RateLimit{Burst: 20, Every: 3 * time.Second},
-		UIA:       UIA{SessionTTL: 15 * time.Minute},
-		WhoAmITTL: 30 * time.Second,
-		Log:       Log{Level: "info", Format: "text"},
+		RateLimit:        RateLimit{Burst: 20, Every: 3 * time.Second},
+		UIA:              UIA{SessionTTL: 15 * time.Minute},
+		WhoAmITTL:        30 * time.Second,
+		VersionsCacheTTL: 2 * time.Second,
+		Log:              Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -334,6 +339,9 @@ func (c Config) Validate() []error {
 	}
 	if c.WhoAmITTL < 0 || c.WhoAmITTL > 10*time.Minute {
 		add("whoami_cache_ttl: must be between 0 and 10m, not %s", c.WhoAmITTL)
+	}
+	if c.VersionsCacheTTL < 0 || c.VersionsCacheTTL > 10*time.Second {
+		add("versions_cache_ttl: must be between 0 (off) and 10s, not %s", c.VersionsCacheTTL)
 	}
 	errs = append(errs, c.Admin.Validate()...)
 	errs = append(errs, c.Provider.Validate()...)

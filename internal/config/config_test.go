@@ -209,6 +209,9 @@ func TestValidate(t *testing.T) {
 			[]string{"remember_browser.ttl", "bot_tokens.max_per_user"}},
 		{"remember too long", func(c *Config) { c.RememberBrowser.TTL = 400 * 24 * time.Hour }, []string{"remember_browser.ttl"}},
 		{"bad log format", func(c *Config) { c.Log.Format = "xml" }, []string{"log.format"}},
+		{"versions cache off", func(c *Config) { c.VersionsCacheTTL = 0 }, nil},
+		{"versions cache too long", func(c *Config) { c.VersionsCacheTTL = time.Minute }, []string{"versions_cache_ttl"}},
+		{"versions cache negative", func(c *Config) { c.VersionsCacheTTL = -time.Second }, []string{"versions_cache_ttl"}},
 		{"bad trusted clients", func(c *Config) {
 			c.TrustedClients.Window = -time.Second
 			c.TrustedClients.AlwaysAsk = []string{"disable_2fa", "everything"}

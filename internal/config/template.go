@@ -139,6 +139,10 @@ uia:
 # How long a token's identity (GET /account/whoami) is cached.
 whoami_cache_ttl: {{q .WhoAmITTL}}
 
+# How long the homeserver's answer to GET /_matrix/client/versions without a
+# token is served from memory (0s: not cached). Clients ask for it often.
+versions_cache_ttl: {{q .VersionsCacheTTL}}
+
 server:
   # Time for a client to send its request headers; for the body of a request
   # the gateway reads itself (login, UIA), and of one streamed through (uploads).

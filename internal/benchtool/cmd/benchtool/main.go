@@ -30,6 +30,8 @@ func main() {
 	flag.IntVar(&o.Threads, "t", 2, "wrk threads")
 	flag.IntVar(&o.TOTPLogins, "totp-logins", 10000, "held logins completed with a TOTP code, one per user")
 	flag.IntVar(&o.Sessions, "sessions", 10000, "UIA sessions and held logins for the RSS row")
+	flag.BoolVar(&o.PassThroughOnly, "passthrough", false, "measure only the pass-through rows (wrk; no logins, TOTP, RSS or Go benchmarks)")
+	flag.StringVar(&o.VersionsCacheTTL, "versions-cache-ttl", "", "the gateway's versions_cache_ttl (0s: off; default: the gateway's default)")
 	flag.Parse()
 	if o.GatewayBin == "" {
 		fmt.Fprintln(os.Stderr, "benchtool: -gateway is required")
