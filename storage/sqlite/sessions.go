@@ -46,7 +46,7 @@ func (d *DB) CreateSession(ctx context.Context, s storage.UIASession) error {
 
 const sessionColumns = `id, kind, user_id, method, path, flows, params, completed, data, created_at, expires_at`
 
-func scanSession(row interface{ Scan(...any) error }) (storage.UIASession, error) {
+func scanSession(row scanner) (storage.UIASession, error) {
 	var s storage.UIASession
 	var flows, params, completed string
 	var created, expires int64
@@ -66,7 +66,7 @@ func scanSession(row interface{ Scan(...any) error }) (storage.UIASession, error
 
 // Session implements storage.SessionStore.
 func (d *DB) Session(ctx context.Context, id string) (storage.UIASession, error) {
-	return scanSession(d.r.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE id = ?`, id))
+	return scanSession(d.rs.queryRow(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE id = ?`, id))
 }
 
 // CompleteStage implements storage.SessionStore with one conditional UPDATE.

@@ -38,6 +38,9 @@ type Options struct {
 // that WAL lets read alongside the writer.
 type DB struct {
 	w, r *sql.DB
+	// ws and rs: statements of the hot paths (a TOTP check, a session
+	// load), prepared once on w and r.
+	ws, rs *stmtCache
 }
 
 // readers is how many connections the read pool holds.
@@ -70,7 +73,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &DB{w: w}
+	d := &DB{w: w, ws: newStmtCache(w)}
 	if err := d.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err
@@ -80,6 +83,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		w.Close()
 		return nil, err
 	}
+	d.rs = newStmtCache(d.r)
 	return d, nil
 }
 
@@ -100,7 +104,9 @@ func openPool(ctx context.Context, path string, q url.Values, conns int) (*sql.D
 }
 
 // Close closes the database.
-func (d *DB) Close() error { return errors.Join(d.r.Close(), d.w.Close()) }
+func (d *DB) Close() error {
+	return errors.Join(d.rs.close(), d.ws.close(), d.r.Close(), d.w.Close())
+}
 
 // migrate applies every embedded migration newer than the recorded version,
 // each in its own transaction together with its record.
@@ -173,7 +179,7 @@ func notFound(err error) error {
 func (d *DB) TOTP(ctx context.Context, userID string) (storage.TOTP, error) {
 	var t storage.TOTP
 	var enabled int64
-	err := d.r.QueryRowContext(ctx, `SELECT user_id, secret, key_id, algorithm, digits, period, last_step, enabled_at
+	err := d.rs.queryRow(ctx, `SELECT user_id, secret, key_id, algorithm, digits, period, last_step, enabled_at
 		FROM totp WHERE user_id = ?`, userID).
 		Scan(&t.UserID, &t.Secret, &t.KeyID, &t.Algorithm, &t.Digits, &t.Period, &t.LastStep, &enabled)
 	if err != nil {

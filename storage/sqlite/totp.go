@@ -13,65 +13,73 @@ import (
 // one immediate transaction, so concurrent attempts can never exceed limit,
 // and leaves the decision to storage.DecideAttempt.
 func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (storage.Attempt, error) {
+	now = fromMS(ms(now)) // the precision the engine stores
 	var a storage.Attempt
-	err := d.tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		a, err = reserve(ctx, tx, userID, fromMS(ms(now)), window, limit)
-		return err
+	err := d.ptx(ctx, func(tx ptx) error {
+		f, _, err := loadFailures(ctx, tx, userID)
+		if err != nil {
+			return err
+		}
+		var streak int
+		var until time.Time
+		if a, streak, until = storage.DecideAttempt(f, now, window, limit); !a.Allowed {
+			return nil
+		}
+		return recordFailure(ctx, tx, userID, now, window, streak, until)
 	})
 	return a, err
 }
 
-// reserve is ReserveAttempt inside tx; now is at the engine's precision.
-func reserve(ctx context.Context, tx *sql.Tx, userID string, now time.Time, window time.Duration, limit int) (storage.Attempt, error) {
-	since := ms(now.Add(-window))
-	if _, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE user_id = ? AND at <= ?`, userID, since); err != nil {
-		return storage.Attempt{}, err
-	}
-	var f storage.Failures
+// loadFailures reads the user's failures inside tx (all of them: the
+// decision looks at the window); any reports whether there is anything to
+// clear.
+func loadFailures(ctx context.Context, tx ptx, userID string) (f storage.Failures, any bool, err error) {
 	var lockedUntil int64
-	err := tx.QueryRowContext(ctx, `SELECT count, locked_until FROM failure_streaks WHERE user_id = ?`, userID).Scan(&f.Streak, &lockedUntil)
+	err = tx.QueryRowContext(ctx, `SELECT count, locked_until FROM failure_streaks WHERE user_id = ?`, userID).Scan(&f.Streak, &lockedUntil)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return storage.Attempt{}, err
+		return f, false, err
 	}
+	any = err == nil
 	if lockedUntil != 0 {
 		f.LockedUntil = fromMS(lockedUntil)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT at FROM failures WHERE user_id = ? AND at > ? ORDER BY at ASC`, userID, since)
+	rows, err := tx.QueryContext(ctx, `SELECT at FROM failures WHERE user_id = ? ORDER BY at ASC`, userID)
 	if err != nil {
-		return storage.Attempt{}, err
+		return f, false, err
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var at int64
 		if err := rows.Scan(&at); err != nil {
-			rows.Close()
-			return storage.Attempt{}, err
+			return f, false, err
 		}
 		f.Recent = append(f.Recent, fromMS(at))
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return storage.Attempt{}, err
-	}
-	a, streak, until := storage.DecideAttempt(f, now, window, limit)
-	if !a.Allowed {
-		return a, nil
+	return f, any || len(f.Recent) > 0, rows.Err()
+}
+
+// recordFailure records one failure at now inside tx, with the streak and
+// back-off storage.DecideAttempt gave, and forgets failures older than
+// window.
+func recordFailure(ctx context.Context, tx ptx, userID string, now time.Time, window time.Duration, streak int, until time.Time) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE user_id = ? AND at <= ?`, userID, ms(now.Add(-window))); err != nil {
+		return err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO failures (user_id, at) VALUES (?, ?)`, userID, ms(now)); err != nil {
-		return storage.Attempt{}, err
+		return err
 	}
-	lockedUntil = 0
+	var lockedUntil int64
 	if !until.IsZero() {
 		lockedUntil = ms(until)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO failure_streaks (user_id, count, locked_until) VALUES (?, ?, ?)
+	_, err := tx.ExecContext(ctx, `INSERT INTO failure_streaks (user_id, count, locked_until) VALUES (?, ?, ?)
 		ON CONFLICT (user_id) DO UPDATE SET count = excluded.count, locked_until = excluded.locked_until`,
 		userID, streak, lockedUntil)
-	return a, err
+	return err
 }
 
 // clearFailures is ClearFailures inside tx.
-func clearFailures(ctx context.Context, tx *sql.Tx, userID string) error {
+func clearFailures(ctx context.Context, tx ptx, userID string) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE user_id = ?`, userID); err != nil {
 		return err
 	}
@@ -81,41 +89,46 @@ func clearFailures(ctx context.Context, tx *sql.Tx, userID string) error {
 
 // ClearFailures implements storage.Store.
 func (d *DB) ClearFailures(ctx context.Context, userID string) error {
-	return d.tx(ctx, func(tx *sql.Tx) error { return clearFailures(ctx, tx, userID) })
+	return d.ptx(ctx, func(tx ptx) error { return clearFailures(ctx, tx, userID) })
 }
 
-// UseTOTP implements storage.Store in one immediate transaction: the attempt
-// is reserved as a failure first (so the lockout decision and the step
-// advance see the same state), and wiped in the same transaction when the
-// code is accepted.
+// UseTOTP implements storage.Store in one immediate transaction. An accepted
+// code records no failure to wipe at once: the user's failures are deleted
+// only if there are any.
 func (d *DB) UseTOTP(ctx context.Context, u storage.TOTPUse) (storage.TOTPOutcome, error) {
+	now := fromMS(ms(u.Now)) // the precision the engine stores
 	var out storage.TOTPOutcome
 	var missing bool
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.ptx(ctx, func(tx ptx) error {
 		out, missing = storage.TOTPOutcome{}, false
-		a, err := reserve(ctx, tx, u.UserID, fromMS(ms(u.Now)), u.Window, u.Limit)
-		if err != nil || !a.Allowed {
-			out.Attempt = a
+		f, any, err := loadFailures(ctx, tx, u.UserID)
+		if err != nil {
 			return err
 		}
-		out.Attempt = a
+		a, streak, until := storage.DecideAttempt(f, now, u.Window, u.Limit)
+		if out.Attempt = a; !a.Allowed {
+			return nil
+		}
 		if u.Matched {
 			if out.Accepted, missing, err = advanceStep(ctx, tx, u.UserID, u.Step); err != nil {
 				return err
 			}
 			out.Replayed = !out.Accepted && !missing
 		}
-		if missing {
-			return nil // the failure counts; ErrNotFound says why
+		if !out.Accepted {
+			if err := recordFailure(ctx, tx, u.UserID, now, u.Window, streak, until); err != nil || missing {
+				return err // a missing authenticator: the failure counts, ErrNotFound says why
+			}
+			return addAudit(ctx, tx, u, out)
 		}
-		if out.Accepted {
-			out.Attempt.Failures = 0
+		out.Attempt.Failures = 0
+		if any {
 			if err := clearFailures(ctx, tx, u.UserID); err != nil {
 				return err
 			}
-			if out.SessionDone, out.Session, err = sessionStep(ctx, tx, u.Session); err != nil {
-				return err
-			}
+		}
+		if out.SessionDone, out.Session, err = sessionStep(ctx, tx, u.Session); err != nil {
+			return err
 		}
 		return addAudit(ctx, tx, u, out)
 	})
@@ -127,7 +140,7 @@ func (d *DB) UseTOTP(ctx context.Context, u storage.TOTPUse) (storage.TOTPOutcom
 
 // advanceStep is AdvanceStep inside tx; missing reports that the user has no
 // authenticator.
-func advanceStep(ctx context.Context, tx *sql.Tx, userID string, step int64) (advanced, missing bool, err error) {
+func advanceStep(ctx context.Context, tx ptx, userID string, step int64) (advanced, missing bool, err error) {
 	res, err := tx.ExecContext(ctx, `UPDATE totp SET last_step = ? WHERE user_id = ? AND last_step < ?`, step, userID, step)
 	if err != nil {
 		return false, false, err
@@ -146,7 +159,7 @@ func advanceStep(ctx context.Context, tx *sql.Tx, userID string, step int64) (ad
 
 // sessionStep makes step's change to its session inside tx, if it has one,
 // and reports whether it did; a taken session is returned.
-func sessionStep(ctx context.Context, tx *sql.Tx, step storage.SessionStep) (bool, storage.UIASession, error) {
+func sessionStep(ctx context.Context, tx ptx, step storage.SessionStep) (bool, storage.UIASession, error) {
 	if step.ID == "" {
 		return false, storage.UIASession{}, nil
 	}
@@ -174,7 +187,7 @@ func sessionStep(ctx context.Context, tx *sql.Tx, step storage.SessionStep) (boo
 }
 
 // addAudit appends the audit events u.Audit asks for out inside tx.
-func addAudit(ctx context.Context, tx *sql.Tx, u storage.TOTPUse, out storage.TOTPOutcome) error {
+func addAudit(ctx context.Context, tx ptx, u storage.TOTPUse, out storage.TOTPOutcome) error {
 	if u.Audit == nil {
 		return nil
 	}
