@@ -297,49 +297,6 @@ func (s *Service) Confirm(ctx context.Context, userID, code string) ([]string, e
 	return codes, nil
 }
 
-// VerifyTOTP checks a TOTP code for userID: within ±skew steps and newer than
-// the last accepted step, which it advances atomically, so every code works at
-// most once even under concurrent requests. Errors: ErrMissingCode,
-// ErrNotEnabled, ErrInvalidCode (wrong or replayed), *LockedError.
-func (s *Service) VerifyTOTP(ctx context.Context, userID, code string) (err error) {
-	defer func() { s.observe("totp", err) }()
-	code = strings.TrimSpace(code)
-	if code == "" {
-		return ErrMissingCode
-	}
-	rec, err := s.store.TOTP(ctx, userID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return ErrNotEnabled
-	}
-	if err != nil {
-		return err
-	}
-	now := s.now()
-	return s.attempt(ctx, userID, now, func() error {
-		secret, err := s.box.Open(userID, rec.KeyID, rec.Secret)
-		if err != nil {
-			return err
-		}
-		defer clear(secret)
-		step, ok, err := matchStep(secret, code, now, Params{Algorithm: rec.Algorithm, Digits: rec.Digits, Period: rec.Period}, s.cfg.Skew)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("%w: wrong TOTP code", ErrInvalidCode)
-		}
-		advanced, err := s.store.AdvanceStep(ctx, userID, step)
-		if err != nil {
-			return err
-		}
-		if !advanced {
-			s.audit(ctx, userID, storage.AuditReplay, "totp")
-			return fmt.Errorf("%w: TOTP code (step not newer than the last accepted)", ErrReplayed)
-		}
-		return nil
-	})
-}
-
 // VerifyRecovery checks and consumes one recovery code for userID. Errors:
 // ErrMissingCode, ErrNotEnabled, ErrInvalidCode (wrong or used), *LockedError.
 func (s *Service) VerifyRecovery(ctx context.Context, userID, code string) (err error) {
@@ -546,12 +503,7 @@ func (s *Service) attempt(ctx context.Context, userID string, now time.Time, che
 		return err
 	}
 	if !a.Allowed {
-		wait := a.RetryAt.Sub(now)
-		if wait < time.Second {
-			wait = time.Second
-		}
-		s.log.WithField("user_id", userID).Warn("2FA attempt refused: locked out")
-		return &LockedError{RetryAfter: wait}
+		return s.locked(userID, a, now)
 	}
 	err = check()
 	if err == nil {
@@ -567,6 +519,16 @@ func (s *Service) attempt(ctx context.Context, userID string, now time.Time, che
 		}
 	}
 	return err
+}
+
+// locked is the error of an attempt refused by the lockout (a not allowed).
+func (s *Service) locked(userID string, a storage.Attempt, now time.Time) error {
+	wait := a.RetryAt.Sub(now)
+	if wait < time.Second {
+		wait = time.Second
+	}
+	s.log.WithField("user_id", userID).Warn("2FA attempt refused: locked out")
+	return &LockedError{RetryAfter: wait}
 }
 
 func (s *Service) newRecoverySet(userID string, now time.Time) (storage.RecoverySet, []string, error) {
@@ -646,4 +608,12 @@ func (s *Service) audit(ctx context.Context, userID, kind, detail string) {
 		return
 	}
 	s.log.WithField("user_id", userID).WithField("event", kind).Info("2FA audit event")
+}
+
+// audited tells the observer and the log of an audit event the store wrote.
+func (s *Service) audited(ev storage.AuditEvent) {
+	if s.obs != nil {
+		s.obs.Event(ev.UserID, ev.Kind, ev.Detail)
+	}
+	s.log.WithField("user_id", ev.UserID).WithField("event", ev.Kind).Info("2FA audit event")
 }

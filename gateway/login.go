@@ -260,8 +260,9 @@ func (g *Gateway) continueLogin(w http.ResponseWriter, r *http.Request, a *uia.A
 		return
 	}
 	l := httpx.Logger(r).WithField("user_id", s.UserID)
+	var taken *uia.Session
 	if a.Type != "" {
-		if err := g.engine.Attempt(ctx, s, a); err != nil {
+		if taken, err = g.attemptHeld(ctx, s, a); err != nil {
 			if _, locked := account.IsLocked(err); locked {
 				g.held.Drop(ctx, s, l) // locked out: the held login dies now
 			}
@@ -273,13 +274,38 @@ func (g *Gateway) continueLogin(w http.ResponseWriter, r *http.Request, a *uia.A
 		httpx.WriteJSON(w, http.StatusUnauthorized, g.engine.Challenge(s, nil))
 		return
 	}
-	body, err := g.held.Release(ctx, s)
+	var body []byte
+	if taken != nil {
+		body, err = g.held.Released(taken)
+	} else {
+		body, err = g.held.Release(ctx, s)
+	}
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
 	l.Info("login released after the second factor")
 	httpx.WriteRawJSON(w, http.StatusOK, body)
+}
+
+// totpStepper checks a TOTP code and records a UIA session's step in one
+// store transaction (account.Service).
+type totpStepper interface {
+	VerifyTOTPStep(ctx context.Context, userID, code string, step storage.SessionStep) (bool, storage.UIASession, error)
+}
+
+// attemptHeld runs the stage of a for the held login s. A TOTP code is
+// checked, its stage recorded and, when that completes the login, the
+// session consumed, all in one store transaction; the consumed session is
+// returned (nil while stages are left, or for another stage type).
+func (g *Gateway) attemptHeld(ctx context.Context, s *uia.Session, a *uia.Auth) (*uia.Session, error) {
+	v, ok := g.acc.(totpStepper)
+	if a.Type != flows.StageTOTP || !ok {
+		return nil, g.engine.Attempt(ctx, s, a)
+	}
+	return g.engine.AttemptFinish(ctx, s, a.Type, func(ctx context.Context, step storage.SessionStep) (bool, storage.UIASession, error) {
+		return v.VerifyTOTPStep(ctx, s.UserID, a.Code, step)
+	})
 }
 
 // barePasswordHint tells a user with 2FA who gave only a password what to do.

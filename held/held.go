@@ -157,6 +157,12 @@ func (k *Keeper) Release(ctx context.Context, s *uia.Session) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return k.Released(taken)
+}
+
+// Released returns the login response held by taken, a session already
+// consumed (by uia.Engine.AttemptFinish, say): Release's second half.
+func (k *Keeper) Released(taken *uia.Session) ([]byte, error) {
 	env, err := k.Open(taken)
 	if err != nil {
 		return nil, errors.Join(errors.New("held: opening a held login"), err)

@@ -168,6 +168,60 @@ type Attempt struct {
 	RetryAt time.Time
 }
 
+// TOTPUse is one check of a TOTP code, recorded by Store.UseTOTP. The code
+// was compared with the user's secret before (the store never sees a secret
+// in clear): Matched says it was the code of one of the accepted steps, Step
+// which.
+type TOTPUse struct {
+	UserID string
+	// Now, Window and Limit are the lockout rules, as for ReserveAttempt.
+	Now    time.Time
+	Window time.Duration
+	Limit  int
+	// Matched and Step: the code is the one of time step Step.
+	Matched bool
+	Step    int64
+	// Session, when its ID is set, is the UIA stage the code completes.
+	Session SessionStep
+	// Audit, when set, is called inside the transaction with its outcome
+	// and returns the audit events to append in it (a replay, a lockout).
+	// It must return quickly and do no I/O.
+	Audit func(TOTPOutcome) []AuditEvent
+}
+
+// SessionStep is the change a correct code makes to a UIA session.
+type SessionStep struct {
+	ID string
+	// Before is the session's completed stages as the caller loaded them;
+	// the change happens only if they are still exactly these
+	// (compare-and-swap, as CompleteStage).
+	Before []string
+	// Stage is appended to the completed stages.
+	Stage string
+	// Take says the stage completes a flow: the session is deleted and
+	// returned instead (as TakeSession), so only one request ever gets it.
+	Take bool
+}
+
+// TOTPOutcome is what UseTOTP did.
+type TOTPOutcome struct {
+	// Attempt is the lockout decision, as ReserveAttempt's: when not Allowed
+	// nothing was recorded and the code did not count. Failures includes
+	// this attempt when it failed.
+	Attempt
+	// Accepted: the code's step was newer than the last accepted one and is
+	// now the last accepted step; the user's failures were forgotten.
+	Accepted bool
+	// Replayed: the code matched, but its step was not newer than the last
+	// accepted one; it counted as a failure.
+	Replayed bool
+	// SessionDone: Accepted, and the session step happened (false when the
+	// session was gone or its completed stages had changed).
+	SessionDone bool
+	// Session is the taken session, when SessionStep.Take and SessionDone.
+	Session UIASession
+}
+
 // RewrapFunc re-encrypts one secret: it receives the owner, the ciphertext and
 // its key ID and returns the new ciphertext and key ID.
 type RewrapFunc func(userID string, secret []byte, keyID string) ([]byte, string, error)
@@ -224,6 +278,16 @@ type Store interface {
 	ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (Attempt, error)
 	// ClearFailures forgets the user's recorded failures and back-off.
 	ClearFailures(ctx context.Context, userID string) error
+	// UseTOTP records one TOTP check u in one transaction: the lockout
+	// decision of ReserveAttempt (when locked, nothing is recorded, whatever
+	// the code); for a matched code whose step is newer than the stored
+	// one, the step advance (a conditional update, so a code works at most
+	// once even under concurrent requests), the forgetting of the user's
+	// failures and u.Session's step; otherwise one failure counted as
+	// ReserveAttempt counts it; and the audit events of u.Audit. Either all
+	// of it is stored or none. ErrNotFound when a matched code finds the
+	// user without an authenticator (the failure is counted then too).
+	UseTOTP(ctx context.Context, u TOTPUse) (TOTPOutcome, error)
 
 	// AddAudit appends an audit event.
 	AddAudit(ctx context.Context, ev AuditEvent) error

@@ -285,6 +285,41 @@ func (e *Engine) MarkCompleted(ctx context.Context, s *Session, stage string) er
 	return nil
 }
 
+// StepCheck checks a stage's credentials and, in the same store transaction,
+// makes step's change to the session (the stage completed, or the session
+// taken); it reports whether the change happened and returns the taken
+// session.
+type StepCheck func(ctx context.Context, step storage.SessionStep) (bool, storage.UIASession, error)
+
+// AttemptFinish runs stage for s like Attempt, with check doing the check
+// and the recording at once; when the stage completes a flow, the session is
+// consumed (as Finish) in that same transaction and returned, nil otherwise.
+// Errors: ErrUnknownStage, ErrStageNotAllowed (not a next stage, or a
+// concurrent request changed or consumed the session first), and check's.
+func (e *Engine) AttemptFinish(ctx context.Context, s *Session, stage string, check StepCheck) (*Session, error) {
+	if _, ok := e.stages[stage]; !ok {
+		return nil, ErrUnknownStage
+	}
+	if !slices.Contains(s.NextStages(), stage) {
+		return nil, ErrStageNotAllowed
+	}
+	after := &Session{s.UIASession}
+	after.Completed = append(slices.Clone(s.Completed), stage)
+	step := storage.SessionStep{ID: s.ID, Before: s.Completed, Stage: stage, Take: after.Done()}
+	done, taken, err := check(ctx, step)
+	if err != nil {
+		return nil, err
+	}
+	if !done {
+		return nil, ErrStageNotAllowed
+	}
+	s.Completed = after.Completed
+	if !step.Take {
+		return nil, nil
+	}
+	return &Session{taken}, nil
+}
+
 // Finish consumes the session so it can never authorise anything again. It
 // returns ErrUnknownSession when another request consumed it first.
 func (e *Engine) Finish(ctx context.Context, s *Session) (*Session, error) {

@@ -26,7 +26,7 @@ func (d *DB) ListUsers(ctx context.Context, q storage.UserQuery) ([]storage.User
 		args = append(args, q.UserID)
 	}
 	args = append(args, q.Limit)
-	rows, err := d.db.QueryContext(ctx, `SELECT u.user_id, t.enabled_at, f.locked_until
+	rows, err := d.r.QueryContext(ctx, `SELECT u.user_id, t.enabled_at, f.locked_until
 		FROM (SELECT user_id FROM totp UNION SELECT user_id FROM failure_streaks WHERE locked_until > ?) u
 		LEFT JOIN totp t ON t.user_id = u.user_id
 		LEFT JOIN failure_streaks f ON f.user_id = u.user_id AND f.locked_until > ?
@@ -56,7 +56,7 @@ func (d *DB) ListUsers(ctx context.Context, q storage.UserQuery) ([]storage.User
 // CountUsers implements storage.Store.
 func (d *DB) CountUsers(ctx context.Context, now time.Time) (storage.UserCounts, error) {
 	var c storage.UserCounts
-	err := d.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM totp),
+	err := d.r.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM totp),
 		(SELECT COUNT(*) FROM failure_streaks WHERE locked_until > ?),
 		(SELECT COUNT(*) FROM totp_pending WHERE expires_at > ?)`, ms(now), ms(now)).Scan(&c.Enabled, &c.Locked, &c.Pending)
 	return c, err
@@ -78,7 +78,7 @@ func (d *DB) QueryAudit(ctx context.Context, q storage.AuditQuery) ([]storage.Au
 		where, args = append(where, "id < ?"), append(args, q.Before)
 	}
 	args = append(args, q.Limit)
-	rows, err := d.db.QueryContext(ctx, `SELECT id, user_id, kind, detail, at FROM audit WHERE `+
+	rows, err := d.r.QueryContext(ctx, `SELECT id, user_id, kind, detail, at FROM audit WHERE `+
 		strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, err

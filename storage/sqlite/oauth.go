@@ -18,7 +18,7 @@ func conflict(err error) error {
 
 // PutOAuthClient implements storage.OAuthStore.
 func (d *DB) PutOAuthClient(ctx context.Context, c storage.OAuthClient) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO oauth_clients (id, metadata, created_at) VALUES (?, ?, ?)`,
+	_, err := d.w.ExecContext(ctx, `INSERT INTO oauth_clients (id, metadata, created_at) VALUES (?, ?, ?)`,
 		c.ID, string(c.Metadata), ms(c.CreatedAt))
 	return conflict(err)
 }
@@ -28,7 +28,7 @@ func (d *DB) OAuthClient(ctx context.Context, id string) (storage.OAuthClient, e
 	var c storage.OAuthClient
 	var meta string
 	var created int64
-	err := d.db.QueryRowContext(ctx, `SELECT id, metadata, created_at FROM oauth_clients WHERE id = ?`, id).Scan(&c.ID, &meta, &created)
+	err := d.r.QueryRowContext(ctx, `SELECT id, metadata, created_at FROM oauth_clients WHERE id = ?`, id).Scan(&c.ID, &meta, &created)
 	if err != nil {
 		return storage.OAuthClient{}, notFound(err)
 	}
@@ -50,19 +50,19 @@ func scanCode(row interface{ Scan(...any) error }) (storage.OAuthCode, error) {
 
 // PutOAuthCode implements storage.OAuthStore.
 func (d *DB) PutOAuthCode(ctx context.Context, c storage.OAuthCode) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO oauth_codes (`+codeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := d.w.ExecContext(ctx, `INSERT INTO oauth_codes (`+codeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.Hash, c.ClientID, c.RedirectURI, c.Challenge, c.Scope, c.UserID, c.DeviceID, c.Login, ms(c.CreatedAt), ms(c.ExpiresAt))
 	return conflict(err)
 }
 
 // TakeOAuthCode implements storage.OAuthStore with one DELETE … RETURNING.
 func (d *DB) TakeOAuthCode(ctx context.Context, hash []byte) (storage.OAuthCode, error) {
-	return scanCode(d.db.QueryRowContext(ctx, `DELETE FROM oauth_codes WHERE hash = ? RETURNING `+codeColumns, hash))
+	return scanCode(d.w.QueryRowContext(ctx, `DELETE FROM oauth_codes WHERE hash = ? RETURNING `+codeColumns, hash))
 }
 
 // ExpiredOAuthCodes implements storage.OAuthStore.
 func (d *DB) ExpiredOAuthCodes(ctx context.Context, now time.Time, limit int) ([]storage.OAuthCode, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+codeColumns+` FROM oauth_codes WHERE expires_at <= ? ORDER BY expires_at LIMIT ?`, ms(now), limit)
+	rows, err := d.r.QueryContext(ctx, `SELECT `+codeColumns+` FROM oauth_codes WHERE expires_at <= ? ORDER BY expires_at LIMIT ?`, ms(now), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -92,36 +92,36 @@ func scanGrant(row interface{ Scan(...any) error }) (storage.OAuthGrant, error) 
 
 // PutOAuthGrant implements storage.OAuthStore.
 func (d *DB) PutOAuthGrant(ctx context.Context, g storage.OAuthGrant) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO oauth_grants (`+grantColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := d.w.ExecContext(ctx, `INSERT INTO oauth_grants (`+grantColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		g.ID, g.ClientID, g.UserID, g.DeviceID, g.Scope, g.RefreshHash, g.AccessHash, g.Login, ms(g.CreatedAt), ms(g.UpdatedAt))
 	return conflict(err)
 }
 
 // OAuthGrantByRefresh implements storage.OAuthStore.
 func (d *DB) OAuthGrantByRefresh(ctx context.Context, hash []byte) (storage.OAuthGrant, error) {
-	return scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM oauth_grants WHERE refresh_hash = ?`, hash))
+	return scanGrant(d.r.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM oauth_grants WHERE refresh_hash = ?`, hash))
 }
 
 // OAuthGrantByAccess implements storage.OAuthStore.
 func (d *DB) OAuthGrantByAccess(ctx context.Context, hash []byte) (storage.OAuthGrant, error) {
-	return scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM oauth_grants WHERE access_hash = ? ORDER BY created_at LIMIT 1`, hash))
+	return scanGrant(d.r.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM oauth_grants WHERE access_hash = ? ORDER BY created_at LIMIT 1`, hash))
 }
 
 // RotateOAuthRefresh implements storage.OAuthStore with one conditional UPDATE.
 func (d *DB) RotateOAuthRefresh(ctx context.Context, id string, old, next []byte, now time.Time) (bool, error) {
-	res, err := d.db.ExecContext(ctx, `UPDATE oauth_grants SET refresh_hash = ?, updated_at = ? WHERE id = ? AND refresh_hash = ?`,
+	res, err := d.w.ExecContext(ctx, `UPDATE oauth_grants SET refresh_hash = ?, updated_at = ? WHERE id = ? AND refresh_hash = ?`,
 		next, ms(now), id, old)
 	return affected(res, err)
 }
 
 // SetOAuthGrantLogin implements storage.OAuthStore with one conditional UPDATE.
 func (d *DB) SetOAuthGrantLogin(ctx context.Context, id string, refresh, access, login []byte, now time.Time) (bool, error) {
-	res, err := d.db.ExecContext(ctx, `UPDATE oauth_grants SET access_hash = ?, login = ?, updated_at = ? WHERE id = ? AND refresh_hash = ?`,
+	res, err := d.w.ExecContext(ctx, `UPDATE oauth_grants SET access_hash = ?, login = ?, updated_at = ? WHERE id = ? AND refresh_hash = ?`,
 		access, login, ms(now), id, refresh)
 	return affected(res, err)
 }
 
 // TakeOAuthGrant implements storage.OAuthStore with one DELETE … RETURNING.
 func (d *DB) TakeOAuthGrant(ctx context.Context, id string) (storage.OAuthGrant, error) {
-	return scanGrant(d.db.QueryRowContext(ctx, `DELETE FROM oauth_grants WHERE id = ? RETURNING `+grantColumns, id))
+	return scanGrant(d.w.QueryRowContext(ctx, `DELETE FROM oauth_grants WHERE id = ? RETURNING `+grantColumns, id))
 }

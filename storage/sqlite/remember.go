@@ -21,24 +21,24 @@ func scanBrowser(row interface{ Scan(...any) error }) (storage.RememberedBrowser
 
 // PutBrowser implements storage.RememberStore.
 func (d *DB) PutBrowser(ctx context.Context, b storage.RememberedBrowser) error {
-	if _, err := d.db.ExecContext(ctx, `DELETE FROM remembered_browsers WHERE user_id = ? AND expires_at <= ?`,
+	if _, err := d.w.ExecContext(ctx, `DELETE FROM remembered_browsers WHERE user_id = ? AND expires_at <= ?`,
 		b.UserID, ms(b.CreatedAt)); err != nil {
 		return err
 	}
-	_, err := d.db.ExecContext(ctx, `INSERT INTO remembered_browsers (`+browserColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err := d.w.ExecContext(ctx, `INSERT INTO remembered_browsers (`+browserColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
 		b.Hash, b.UserID, b.UserAgent, b.Addr, ms(b.CreatedAt), ms(b.ExpiresAt))
 	return conflict(err)
 }
 
 // Browser implements storage.RememberStore.
 func (d *DB) Browser(ctx context.Context, userID string, hash []byte, now time.Time) (storage.RememberedBrowser, error) {
-	return scanBrowser(d.db.QueryRowContext(ctx, `SELECT `+browserColumns+` FROM remembered_browsers
+	return scanBrowser(d.r.QueryRowContext(ctx, `SELECT `+browserColumns+` FROM remembered_browsers
 		WHERE hash = ? AND user_id = ? AND expires_at > ?`, hash, userID, ms(now)))
 }
 
 // Browsers implements storage.RememberStore.
 func (d *DB) Browsers(ctx context.Context, userID string, now time.Time) ([]storage.RememberedBrowser, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+browserColumns+` FROM remembered_browsers
+	rows, err := d.r.QueryContext(ctx, `SELECT `+browserColumns+` FROM remembered_browsers
 		WHERE user_id = ? AND expires_at > ? ORDER BY created_at DESC, rowid DESC`, userID, ms(now))
 	if err != nil {
 		return nil, err
@@ -57,13 +57,13 @@ func (d *DB) Browsers(ctx context.Context, userID string, now time.Time) ([]stor
 
 // DeleteBrowser implements storage.RememberStore.
 func (d *DB) DeleteBrowser(ctx context.Context, userID string, hash []byte) (bool, error) {
-	res, err := d.db.ExecContext(ctx, `DELETE FROM remembered_browsers WHERE user_id = ? AND hash = ?`, userID, hash)
+	res, err := d.w.ExecContext(ctx, `DELETE FROM remembered_browsers WHERE user_id = ? AND hash = ?`, userID, hash)
 	return affected(res, err)
 }
 
 // DeleteBrowsers implements storage.RememberStore.
 func (d *DB) DeleteBrowsers(ctx context.Context, userID string) (int, error) {
-	res, err := d.db.ExecContext(ctx, `DELETE FROM remembered_browsers WHERE user_id = ?`, userID)
+	res, err := d.w.ExecContext(ctx, `DELETE FROM remembered_browsers WHERE user_id = ?`, userID)
 	if err != nil {
 		return 0, err
 	}
@@ -86,7 +86,7 @@ func scanBot(row interface{ Scan(...any) error }) (storage.BotToken, error) {
 // PutBotToken implements storage.RememberStore: one statement (SQLite runs
 // it alone) counts and inserts.
 func (d *DB) PutBotToken(ctx context.Context, t storage.BotToken, limit int) error {
-	res, err := d.db.ExecContext(ctx, `INSERT INTO bot_tokens (`+botColumns+`) SELECT ?, ?, ?, ?, ?, ?, ?, ?
+	res, err := d.w.ExecContext(ctx, `INSERT INTO bot_tokens (`+botColumns+`) SELECT ?, ?, ?, ?, ?, ?, ?, ?
 		WHERE ? <= 0 OR (SELECT COUNT(*) FROM bot_tokens WHERE user_id = ?) < ?`,
 		t.ID, t.UserID, t.Name, t.DeviceID, t.Hash, t.Secret, t.KeyID, ms(t.CreatedAt), limit, t.UserID, limit)
 	if err != nil {
@@ -101,7 +101,7 @@ func (d *DB) PutBotToken(ctx context.Context, t storage.BotToken, limit int) err
 
 // BotTokens implements storage.RememberStore.
 func (d *DB) BotTokens(ctx context.Context, userID string) ([]storage.BotToken, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+botColumns+` FROM bot_tokens WHERE user_id = ? ORDER BY created_at, rowid`, userID)
+	rows, err := d.r.QueryContext(ctx, `SELECT `+botColumns+` FROM bot_tokens WHERE user_id = ? ORDER BY created_at, rowid`, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -119,5 +119,5 @@ func (d *DB) BotTokens(ctx context.Context, userID string) ([]storage.BotToken, 
 
 // TakeBotToken implements storage.RememberStore with one DELETE … RETURNING.
 func (d *DB) TakeBotToken(ctx context.Context, userID, id string) (storage.BotToken, error) {
-	return scanBot(d.db.QueryRowContext(ctx, `DELETE FROM bot_tokens WHERE user_id = ? AND id = ? RETURNING `+botColumns, userID, id))
+	return scanBot(d.w.QueryRowContext(ctx, `DELETE FROM bot_tokens WHERE user_id = ? AND id = ? RETURNING `+botColumns, userID, id))
 }

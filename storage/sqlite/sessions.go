@@ -35,7 +35,7 @@ func (d *DB) CreateSession(ctx context.Context, s storage.UIASession) error {
 	if params == "" {
 		params = "{}"
 	}
-	_, err = d.db.ExecContext(ctx, `INSERT INTO uia_sessions (id, kind, user_id, method, path, flows, params, completed, data, created_at, expires_at)
+	_, err = d.w.ExecContext(ctx, `INSERT INTO uia_sessions (id, kind, user_id, method, path, flows, params, completed, data, created_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		s.ID, string(s.KindOr()), s.UserID, s.Method, s.Path, flows, params, completed, s.Data, ms(s.CreatedAt), ms(s.ExpiresAt))
 	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
@@ -46,7 +46,7 @@ func (d *DB) CreateSession(ctx context.Context, s storage.UIASession) error {
 
 const sessionColumns = `id, kind, user_id, method, path, flows, params, completed, data, created_at, expires_at`
 
-func scanSession(row interface{ Scan(...any) error }) (storage.UIASession, error) {
+func scanSession(row scanner) (storage.UIASession, error) {
 	var s storage.UIASession
 	var flows, params, completed string
 	var created, expires int64
@@ -66,7 +66,7 @@ func scanSession(row interface{ Scan(...any) error }) (storage.UIASession, error
 
 // Session implements storage.SessionStore.
 func (d *DB) Session(ctx context.Context, id string) (storage.UIASession, error) {
-	return scanSession(d.db.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE id = ?`, id))
+	return scanSession(d.rs.queryRow(ctx, `SELECT `+sessionColumns+` FROM uia_sessions WHERE id = ?`, id))
 }
 
 // CompleteStage implements storage.SessionStore with one conditional UPDATE.
@@ -79,7 +79,7 @@ func (d *DB) CompleteStage(ctx context.Context, id string, before []string, stag
 	if err != nil {
 		return false, err
 	}
-	res, err := d.db.ExecContext(ctx, `UPDATE uia_sessions SET completed = ? WHERE id = ? AND completed = ?`, updated, id, old)
+	res, err := d.w.ExecContext(ctx, `UPDATE uia_sessions SET completed = ? WHERE id = ? AND completed = ?`, updated, id, old)
 	if err != nil {
 		return false, err
 	}
@@ -89,7 +89,7 @@ func (d *DB) CompleteStage(ctx context.Context, id string, before []string, stag
 
 // SetSessionData implements storage.SessionStore.
 func (d *DB) SetSessionData(ctx context.Context, id string, data []byte) error {
-	res, err := d.db.ExecContext(ctx, `UPDATE uia_sessions SET data = ? WHERE id = ?`, data, id)
+	res, err := d.w.ExecContext(ctx, `UPDATE uia_sessions SET data = ? WHERE id = ?`, data, id)
 	if err != nil {
 		return err
 	}
@@ -104,7 +104,7 @@ func (d *DB) SetSessionData(ctx context.Context, id string, data []byte) error {
 // TakeSession implements storage.SessionStore: DELETE … RETURNING is one
 // statement, so exactly one caller gets the row.
 func (d *DB) TakeSession(ctx context.Context, id string) (storage.UIASession, error) {
-	return scanSession(d.db.QueryRowContext(ctx, `DELETE FROM uia_sessions WHERE id = ? RETURNING `+sessionColumns, id))
+	return scanSession(d.w.QueryRowContext(ctx, `DELETE FROM uia_sessions WHERE id = ? RETURNING `+sessionColumns, id))
 }
 
 // UserSessions implements storage.SessionStore.
@@ -119,7 +119,7 @@ func (d *DB) ExpiredSessions(ctx context.Context, now time.Time, limit int) ([]s
 }
 
 func (d *DB) sessions(ctx context.Context, query string, args ...any) ([]storage.UIASession, error) {
-	rows, err := d.db.QueryContext(ctx, query, args...)
+	rows, err := d.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

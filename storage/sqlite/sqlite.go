@@ -30,10 +30,21 @@ type Options struct {
 	BusyTimeout time.Duration
 }
 
-// DB is the SQLite storage.Store.
+// DB is the SQLite storage.Store. Every write goes through w, one
+// connection: SQLite runs one write transaction at a time anyway, and writers
+// queued in Go wait for the connection instead of contending for the file
+// lock (a writer that finds it taken sleeps in the busy handler, up to 100 ms
+// at a time). Plain reads go through r, a pool of query-only connections
+// that WAL lets read alongside the writer.
 type DB struct {
-	db *sql.DB
+	w, r *sql.DB
+	// ws and rs: statements of the hot paths (a TOTP check, a session
+	// load), prepared once on w and r.
+	ws, rs *stmtCache
 }
+
+// readers is how many connections the read pool holds.
+const readers = 8
 
 var _ storage.Store = (*DB)(nil)
 
@@ -58,31 +69,49 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	q.Set("_busy_timeout", strconv.FormatInt(busy.Milliseconds(), 10))
 	q.Set("_synchronous", syncMode)
 	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
-	sqldb, err := sql.Open("sqlite3", dsn)
+	w, err := openPool(ctx, path, q, 1)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
-	sqldb.SetMaxOpenConns(8)
-	if err := sqldb.PingContext(ctx); err != nil {
-		sqldb.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
-	d := &DB{db: sqldb}
-	if err := d.migrate(ctx); err != nil {
-		sqldb.Close()
 		return nil, err
 	}
+	d := &DB{w: w, ws: newStmtCache(w)}
+	if err := d.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	q.Set("_query_only", "on")
+	if d.r, err = openPool(ctx, path, q, readers); err != nil {
+		w.Close()
+		return nil, err
+	}
+	d.rs = newStmtCache(d.r)
 	return d, nil
 }
 
+// openPool opens a pool of at most conns connections to the file at path
+// with the DSN parameters q, and checks that it answers.
+func openPool(ctx context.Context, path string, q url.Values, conns int) (*sql.DB, error) {
+	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return db, nil
+}
+
 // Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+func (d *DB) Close() error {
+	return errors.Join(d.rs.close(), d.ws.close(), d.r.Close(), d.w.Close())
+}
 
 // migrate applies every embedded migration newer than the recorded version,
 // each in its own transaction together with its record.
 func (d *DB) migrate(ctx context.Context) error {
-	if _, err := d.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	if _, err := d.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("sqlite: migrations table: %w", err)
 	}
@@ -124,7 +153,7 @@ func (d *DB) migrate(ctx context.Context) error {
 
 // tx runs fn in a transaction (BEGIN IMMEDIATE, from the DSN), committing on nil.
 func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := d.db.BeginTx(ctx, nil)
+	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -150,7 +179,7 @@ func notFound(err error) error {
 func (d *DB) TOTP(ctx context.Context, userID string) (storage.TOTP, error) {
 	var t storage.TOTP
 	var enabled int64
-	err := d.db.QueryRowContext(ctx, `SELECT user_id, secret, key_id, algorithm, digits, period, last_step, enabled_at
+	err := d.rs.queryRow(ctx, `SELECT user_id, secret, key_id, algorithm, digits, period, last_step, enabled_at
 		FROM totp WHERE user_id = ?`, userID).
 		Scan(&t.UserID, &t.Secret, &t.KeyID, &t.Algorithm, &t.Digits, &t.Period, &t.LastStep, &enabled)
 	if err != nil {
@@ -163,7 +192,7 @@ func (d *DB) TOTP(ctx context.Context, userID string) (storage.TOTP, error) {
 // HasTOTPFold implements storage.Store (NOCASE folds ASCII letters only).
 func (d *DB) HasTOTPFold(ctx context.Context, userID string) (bool, error) {
 	var one int
-	err := d.db.QueryRowContext(ctx, `SELECT 1 FROM totp WHERE user_id = ? COLLATE NOCASE LIMIT 1`, userID).Scan(&one)
+	err := d.r.QueryRowContext(ctx, `SELECT 1 FROM totp WHERE user_id = ? COLLATE NOCASE LIMIT 1`, userID).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -172,7 +201,7 @@ func (d *DB) HasTOTPFold(ctx context.Context, userID string) (bool, error) {
 
 // AdvanceStep implements storage.Store with one conditional UPDATE.
 func (d *DB) AdvanceStep(ctx context.Context, userID string, step int64) (bool, error) {
-	res, err := d.db.ExecContext(ctx, `UPDATE totp SET last_step = ? WHERE user_id = ? AND last_step < ?`, step, userID, step)
+	res, err := d.w.ExecContext(ctx, `UPDATE totp SET last_step = ? WHERE user_id = ? AND last_step < ?`, step, userID, step)
 	if err != nil {
 		return false, err
 	}
@@ -193,7 +222,7 @@ func (d *DB) AdvanceStep(ctx context.Context, userID string, step int64) (bool, 
 func (d *DB) Pending(ctx context.Context, userID string) (storage.Pending, error) {
 	var p storage.Pending
 	var created, expires int64
-	err := d.db.QueryRowContext(ctx, `SELECT user_id, secret, key_id, algorithm, digits, period, created_at, expires_at
+	err := d.r.QueryRowContext(ctx, `SELECT user_id, secret, key_id, algorithm, digits, period, created_at, expires_at
 		FROM totp_pending WHERE user_id = ?`, userID).
 		Scan(&p.UserID, &p.Secret, &p.KeyID, &p.Algorithm, &p.Digits, &p.Period, &created, &expires)
 	if err != nil {
@@ -205,7 +234,7 @@ func (d *DB) Pending(ctx context.Context, userID string) (storage.Pending, error
 
 // PutPending implements storage.Store.
 func (d *DB) PutPending(ctx context.Context, p storage.Pending) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO totp_pending (user_id, secret, key_id, algorithm, digits, period, created_at, expires_at)
+	_, err := d.w.ExecContext(ctx, `INSERT INTO totp_pending (user_id, secret, key_id, algorithm, digits, period, created_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, key_id = excluded.key_id,
 			algorithm = excluded.algorithm, digits = excluded.digits, period = excluded.period,
@@ -260,13 +289,13 @@ func replaceSet(ctx context.Context, tx *sql.Tx, set storage.RecoverySet) error 
 func (d *DB) RecoverySet(ctx context.Context, userID string) (storage.RecoverySet, error) {
 	var s storage.RecoverySet
 	var gen int64
-	err := d.db.QueryRowContext(ctx, `SELECT user_id, set_id, salt, generated_at FROM recovery_sets WHERE user_id = ?`, userID).
+	err := d.r.QueryRowContext(ctx, `SELECT user_id, set_id, salt, generated_at FROM recovery_sets WHERE user_id = ?`, userID).
 		Scan(&s.UserID, &s.SetID, &s.Salt, &gen)
 	if err != nil {
 		return storage.RecoverySet{}, notFound(err)
 	}
 	s.GeneratedAt = fromMS(gen)
-	rows, err := d.db.QueryContext(ctx, `SELECT idx, hash, used_at FROM recovery_codes WHERE user_id = ? AND set_id = ? ORDER BY idx`, userID, s.SetID)
+	rows, err := d.r.QueryContext(ctx, `SELECT idx, hash, used_at FROM recovery_codes WHERE user_id = ? AND set_id = ? ORDER BY idx`, userID, s.SetID)
 	if err != nil {
 		return storage.RecoverySet{}, err
 	}
@@ -301,7 +330,7 @@ func (d *DB) ReplaceRecoverySet(ctx context.Context, set storage.RecoverySet) er
 
 // ConsumeRecoveryCode implements storage.Store with one conditional UPDATE.
 func (d *DB) ConsumeRecoveryCode(ctx context.Context, userID, setID string, index int, now time.Time) (bool, error) {
-	res, err := d.db.ExecContext(ctx, `UPDATE recovery_codes SET used_at = ?
+	res, err := d.w.ExecContext(ctx, `UPDATE recovery_codes SET used_at = ?
 		WHERE user_id = ? AND set_id = ? AND idx = ? AND used_at IS NULL`, ms(now), userID, setID, index)
 	if err != nil {
 		return false, err
@@ -337,84 +366,16 @@ func (d *DB) DeleteAll(ctx context.Context, userID string) (bool, error) {
 	return total > 0, err
 }
 
-// ReserveAttempt implements storage.Store: it loads the user's failures in
-// one immediate transaction, so concurrent attempts can never exceed limit,
-// and leaves the decision to storage.DecideAttempt.
-func (d *DB) ReserveAttempt(ctx context.Context, userID string, now time.Time, window time.Duration, limit int) (storage.Attempt, error) {
-	now = fromMS(ms(now)) // the precision the engine stores
-	since := ms(now.Add(-window))
-	var a storage.Attempt
-	err := d.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE user_id = ? AND at <= ?`, userID, since); err != nil {
-			return err
-		}
-		var f storage.Failures
-		var lockedUntil int64
-		err := tx.QueryRowContext(ctx, `SELECT count, locked_until FROM failure_streaks WHERE user_id = ?`, userID).Scan(&f.Streak, &lockedUntil)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		if lockedUntil != 0 {
-			f.LockedUntil = fromMS(lockedUntil)
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT at FROM failures WHERE user_id = ? AND at > ? ORDER BY at ASC`, userID, since)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var at int64
-			if err := rows.Scan(&at); err != nil {
-				rows.Close()
-				return err
-			}
-			f.Recent = append(f.Recent, fromMS(at))
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		var streak int
-		var until time.Time
-		a, streak, until = storage.DecideAttempt(f, now, window, limit)
-		if !a.Allowed {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO failures (user_id, at) VALUES (?, ?)`, userID, ms(now)); err != nil {
-			return err
-		}
-		lockedUntil = 0
-		if !until.IsZero() {
-			lockedUntil = ms(until)
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO failure_streaks (user_id, count, locked_until) VALUES (?, ?, ?)
-			ON CONFLICT (user_id) DO UPDATE SET count = excluded.count, locked_until = excluded.locked_until`,
-			userID, streak, lockedUntil)
-		return err
-	})
-	return a, err
-}
-
-// ClearFailures implements storage.Store.
-func (d *DB) ClearFailures(ctx context.Context, userID string) error {
-	return d.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM failures WHERE user_id = ?`, userID); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM failure_streaks WHERE user_id = ?`, userID)
-		return err
-	})
-}
-
 // AddAudit implements storage.Store.
 func (d *DB) AddAudit(ctx context.Context, ev storage.AuditEvent) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO audit (user_id, kind, detail, at) VALUES (?, ?, ?, ?)`,
+	_, err := d.w.ExecContext(ctx, `INSERT INTO audit (user_id, kind, detail, at) VALUES (?, ?, ?, ?)`,
 		ev.UserID, ev.Kind, ev.Detail, ms(ev.At))
 	return err
 }
 
 // AuditEvents implements storage.Store.
 func (d *DB) AuditEvents(ctx context.Context, userID string, limit int) ([]storage.AuditEvent, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT id, user_id, kind, detail, at FROM audit WHERE user_id = ? ORDER BY id DESC LIMIT ?`, userID, limit)
+	rows, err := d.r.QueryContext(ctx, `SELECT id, user_id, kind, detail, at FROM audit WHERE user_id = ? ORDER BY id DESC LIMIT ?`, userID, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -435,13 +396,13 @@ func (d *DB) AuditEvents(ctx context.Context, userID string, limit int) ([]stora
 // Meta implements storage.Store.
 func (d *DB) Meta(ctx context.Context, key string) ([]byte, error) {
 	var v []byte
-	err := d.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	err := d.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
 	return v, notFound(err)
 }
 
 // PutMeta implements storage.Store.
 func (d *DB) PutMeta(ctx context.Context, key string, value []byte) error {
-	_, err := d.db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+	_, err := d.w.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 	return err
 }
@@ -499,7 +460,7 @@ func (d *DB) Rewrap(ctx context.Context, fn storage.RewrapFunc, metaKey string, 
 
 // KeyIDs implements storage.Store.
 func (d *DB) KeyIDs(ctx context.Context) ([]string, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT key_id FROM totp UNION SELECT key_id FROM totp_pending UNION SELECT key_id FROM bot_tokens ORDER BY 1`)
+	rows, err := d.r.QueryContext(ctx, `SELECT key_id FROM totp UNION SELECT key_id FROM totp_pending UNION SELECT key_id FROM bot_tokens ORDER BY 1`)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ func (d *DB) PutTrustedClient(ctx context.Context, c storage.TrustedClient, now 
 // TrustedClientUntil implements storage.TrustStore.
 func (d *DB) TrustedClientUntil(ctx context.Context, userID string, tokenHash, clientHash []byte, now time.Time) (time.Time, error) {
 	var until int64
-	err := d.db.QueryRowContext(ctx, `SELECT until FROM trusted_clients
+	err := d.r.QueryRowContext(ctx, `SELECT until FROM trusted_clients
 		WHERE token_hash = ? AND client_hash = ? AND user_id = ? AND until > ?`,
 		tokenHash, clientHash, userID, ms(now)).Scan(&until)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -39,7 +39,7 @@ func (d *DB) TrustedClientUntil(ctx context.Context, userID string, tokenHash, c
 
 // ForgetTrustedToken implements storage.TrustStore.
 func (d *DB) ForgetTrustedToken(ctx context.Context, tokenHash []byte) (int, error) {
-	res, err := d.db.ExecContext(ctx, `DELETE FROM trusted_clients WHERE token_hash = ?`, tokenHash)
+	res, err := d.w.ExecContext(ctx, `DELETE FROM trusted_clients WHERE token_hash = ?`, tokenHash)
 	if err != nil {
 		return 0, err
 	}

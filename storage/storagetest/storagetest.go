@@ -108,6 +108,7 @@ func Run(t *testing.T, f Factory) {
 	tests = append(tests, policyTests...)
 	tests = append(tests, rememberTests...)
 	tests = append(tests, trustTests...)
+	tests = append(tests, totpTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
 	}
