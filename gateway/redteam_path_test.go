@@ -556,3 +556,38 @@ func TestRedTeamVersionsCacheNoCrossUser(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestRedTeamPathUpgradeE2E: Upgrade requests (websocket, h2c) through the
+// gateway never become a tunnel to Dendrite (which answers no 101): the
+// tunnel the forwarder would build on a 101 (TestRedTeamForwardUpgradeTunnel
+// in package homeserver) cannot be opened against it.
+func TestRedTeamPathUpgradeE2E(t *testing.T) {
+	e := newEnv(t)
+	addr := strings.TrimPrefix(e.srv.URL, "http://")
+	for _, h := range []http.Header{
+		{"Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}},
+		{"Upgrade": {"h2c"}, "Http2-Settings": {"AAMAAABkAARAAAAAAAIAAAAA"}},
+	} {
+		for _, p := range []string{"/_matrix/client/v3/sync", "/_matrix/client/versions", "/", "/_matrix/client/v3/account/password"} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			var b strings.Builder
+			fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade, HTTP2-Settings\r\n", p, addr)
+			for k, vs := range h {
+				fmt.Fprintf(&b, "%s: %s\r\n", k, vs[0])
+			}
+			io.WriteString(c, b.String()+"\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			c.Close()
+			if err != nil {
+				t.Fatalf("%s %v: %v", p, h, err)
+			}
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				t.Errorf("TUNNEL: %s with %v switched protocols", p, h)
+			}
+		}
+	}
+}
