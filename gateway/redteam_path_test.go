@@ -100,6 +100,7 @@ func rtSpellings(p string) []string {
 	}
 	out := []string{
 		p, p + "/", p + "//", "/" + p, p + ";x", p + ";", head + ";x/" + last, head + "/" + last + "%3B",
+		p + "%0A", p + "%0a", p + "%0Ax", p + "%0D%0A", p + "%0A/../x", p + "%0A%2F",
 		p + "?", p + "?x=1", p + "#frag", p + "%23", p + "%00", p + "%20", p + "%09", p + "/.", p + "/./", p + "/%2e",
 		head + "//" + last, head + "/./" + last, head + "/%2e/" + last, head + "/%2E%2E/" + segs[len(segs)-2] + "/" + last,
 		head + "/x/../" + last, head + "/x/%2e%2e/" + last, head + "%2F" + last, head + "%2f" + last, head + "%252F" + last,
@@ -122,7 +123,7 @@ func rtMutate(rng *rand.Rand, p string, n int) string {
 			return p
 		}
 		i := 1 + rng.Intn(len(p)-1)
-		switch rng.Intn(9) {
+		switch rng.Intn(10) {
 		case 0: // escape one byte
 			p = p[:i] + fmt.Sprintf("%%%02X", p[i]) + p[i+1:]
 		case 1: // flip the case of one letter
@@ -148,6 +149,8 @@ func rtMutate(rng *rand.Rand, p string, n int) string {
 			p += "/"
 		case 8:
 			p = p[:i] + "%25" + p[i:]
+		case 9:
+			p = p[:i] + "%0A" + p[i:]
 		}
 	}
 	return p
@@ -219,7 +222,7 @@ func TestRedTeamPathHomeserverModel(t *testing.T) {
 	if routed < 500 {
 		t.Fatalf("only %d spellings a homeserver routes: the generator is broken", routed)
 	}
-	t.Logf("%d spellings a homeserver would route to a guarded endpoint, all routed or refused by the gateway", routed)
+	t.Logf("%d spellings a homeserver would route to a guarded endpoint checked", routed)
 }
 
 // TestRedTeamPathOldScreenNoRegression: every spelling the previous screen
@@ -845,5 +848,49 @@ func TestRedTeamPassThroughE2E(t *testing.T) {
 	t.Logf("8 MiB up and down: %.1f MiB allocated in the test process", float64(alloc)/(1<<20))
 	if alloc > 12<<20 {
 		t.Errorf("BUFFERED: %.1f MiB allocated for an 8 MiB upload and download", float64(alloc)/(1<<20))
+	}
+}
+
+// TestRedTeamPathDeleteDevicesNewline: Synapse routes POST
+// /delete_devices by re.match of "^/_matrix/client/(r0|v3|unstable)/delete_devices"
+// on the raw path, without "$" (DeleteDevicesRestServlet), so
+// /delete_devices%0A (any suffix) is its delete_devices. The gateway's
+// guarded pattern spells that suffix "delete_devices.*" — but Go's "." does
+// not match a newline, and the decoded path ends in "\n": the pattern misses
+// it, the router (exact template) misses it, and the request passes through
+// with its password-only auth dict. Behind Synapse a password alone then
+// deletes every device of a 2FA user (the homeserver's own UIA takes the
+// password). Dendrite anchors its template, so it 404s. FAILS while the
+// request reaches the homeserver.
+func TestRedTeamPathDeleteDevicesNewline(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.RequestURI+" "+string(body))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{}`)
+	})
+	base := versionsGateway(t, up, 0, time.Now)
+	addr := strings.TrimPrefix(base, "http://")
+	synapse := regexp.MustCompile(`^/_matrix/client/(r0|v3|unstable)/delete_devices`)
+	body := `{"devices":["A","B"],"auth":{"type":"m.login.password","identifier":{"type":"m.id.user","user":"victim"},"password":"hunter2"}}`
+	for _, target := range []string{"/_matrix/client/v3/delete_devices%0A", "/_matrix/client/r0/delete_devices%0a",
+		"/_matrix/client/unstable/delete_devices%0D%0A", "/_matrix/client/v3/delete_devices%0Aanything"} {
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		status, answer := rtRaw(t, addr, "POST", target, http.Header{"Authorization": {"Bearer victim-token"}}, body)
+		mu.Lock()
+		for _, s := range seen {
+			uri := strings.Fields(s)[1]
+			if synapse.MatchString(uri) && strings.Contains(s, "hunter2") {
+				t.Errorf("BYPASS: POST %s passed through to the homeserver with the password-only auth dict (Synapse routes it to delete_devices): gateway answered %d %s",
+					target, status, answer)
+			}
+		}
+		mu.Unlock()
 	}
 }
