@@ -267,6 +267,9 @@ func TestRedTeamForwardHeaders(t *testing.T) {
 			if h == nil {
 				t.Fatalf("nothing reached the homeserver: %q", answer)
 			}
+			if h.Get("Host") != strings.TrimPrefix(upstream.URL, "http://") {
+				t.Errorf("the homeserver got Host %q, not its own", h.Get("Host"))
+			}
 			if v := h.Values("X-Forwarded-For"); len(v) != 1 || v[0] != "127.0.0.1" {
 				t.Errorf("SPOOF: X-Forwarded-For %q reached the homeserver", v)
 			}
@@ -617,5 +620,30 @@ func TestRedTeamForwardUpgradeTunnel(t *testing.T) {
 	case p := <-got:
 		t.Errorf("TUNNEL: after a 101 the homeserver side got %q through the gateway unchecked", p)
 	case <-time.After(2 * time.Second):
+	}
+}
+
+// TestRedTeamForwardTrustedPeerAppends: behind a trusted proxy the
+// client-supplied X-Forwarded-For is kept and the peer appended (never
+// replaced by the client's alone), on the lean and the stock path.
+func TestRedTeamForwardTrustedPeerAppends(t *testing.T) {
+	var mu sync.Mutex
+	var xff []string
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		xff = r.Header.Values("X-Forwarded-For")
+		mu.Unlock()
+		writeRaw(w, 200, `{}`)
+	}))
+	t.Cleanup(upstream.Close)
+	front := proxyFront(t, newClient(t, upstream.URL, homeserver.Options{TrustForwarded: func(*http.Request) bool { return true }}))
+	for _, extra := range []string{"", "TE: trailers\r\n"} {
+		rtRawExchange(t, strings.TrimPrefix(front.URL, "http://"), "GET /x HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 7.7.7.7\r\n"+extra+"\r\n")
+		mu.Lock()
+		got := strings.Join(xff, ",")
+		mu.Unlock()
+		if got != "6.6.6.6, 7.7.7.7, 127.0.0.1" {
+			t.Errorf("%q: X-Forwarded-For %q; want the client's chain and the peer appended", extra, got)
+		}
 	}
 }
