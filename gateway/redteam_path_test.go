@@ -4,6 +4,15 @@ package gateway_test
 // "account" alone), the lean forwarder and the /versions cache. Each test
 // FAILS when its attack succeeds; passing ones stay as regressions.
 //
+// Failing (findings):
+//   - TestRedTeamPathDeleteDevicesNewline, TestRedTeamPathHomeserverModel:
+//     POST /delete_devices%0A passes through; Synapse routes it to
+//     delete_devices (password alone deletes devices of a 2FA user).
+//   - TestRedTeamPathUnicodeCaseFold: U+017F/U+212A spellings the guarded
+//     pattern refuses pass the screen (regression for account/password).
+//   - (package homeserver) TestRedTeamForwardUpgradeTunnel: an Upgrade
+//     answered 101 becomes an unchecked tunnel.
+//
 // How the homeservers route (read for this review):
 //   - Synapse (synapse/http/server.py JsonResource._get_handler_for_request)
 //     matches its patterns against request.path, the raw request-target's
