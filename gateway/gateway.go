@@ -330,10 +330,11 @@ func (g *Gateway) Router() *mux.Router { return g.router }
 
 // guarded matches paths of endpoints that must never reach the homeserver
 // unguarded under a version prefix the gateway does not route, or in another
-// letter case (homeservers route case-sensitively; a proxy might not), under
+// letter case (homeservers route case-sensitively; a proxy might not), with
+// anything after delete_devices (a newline too: s), under
 // a version of one segment or two (unstable/<an MSC>) (the routes
 // cover every prefix a homeserver serves them under: endpoints.go).
-var guarded = regexp.MustCompile(`(?i)^/_matrix/client/(?:[^/]+|[^/]+/[^/]+)/(login|delete_devices.*|devices/[^/]*|account/password|account/deactivate|account/3pid|account/3pid/add|keys/device_signing/upload|login/get_token|login/token|account/two-factor(/.*)?)$`)
+var guarded = regexp.MustCompile(`(?is)^/_matrix/client/(?:[^/]+|[^/]+/[^/]+)/(login|delete_devices.*|devices/[^/]*|account/password|account/deactivate|account/3pid|account/3pid/add|keys/device_signing/upload|login/get_token|login/token|account/two-factor(/.*)?)$`)
 
 // Handler is the gateway's http.Handler: it decides where each request
 // goes, streams pass-through requests to the homeserver with no more work
@@ -432,7 +433,9 @@ func (g *Gateway) route(r *http.Request) (h http.Handler, _ *http.Request, route
 	if !g.cfg.AdminAPI && isAdminAPI(r.URL.Path) {
 		return nil, r, false, httperr.ErrAdminAPI
 	}
-	if !mayBeOurs(r.URL.Path) {
+	if !mayBeOurs(r.URL.Path) && !hasControl(r.URL.Path) {
+		// (A control character goes to the router and the guarded pattern:
+		// Synapse's delete_devices takes any suffix, a newline too.)
 		return nil, r, false, nil
 	}
 	return g.routeAll(r)
@@ -473,14 +476,30 @@ var ourWords = []string{"login", "two-factor", "password", "deactivate", "3pid",
 // mayBeOurs reports whether p may be one of the gateway's routes or a guarded
 // path (a cheap screen before the router and the guarded pattern).
 func mayBeOurs(p string) bool {
+	lower := false
 	for i := 0; i < len(p); i++ {
-		if c := p[i]; c >= 'A' && c <= 'Z' || c == '%' {
-			p = strings.ToLower(p) // rare: upper case or escapes
-			break
+		switch c := p[i]; {
+		case c >= 0x80:
+			return true // the router's case folding is Unicode's (ſ is s, K is k); ToLower's is not
+		case c >= 'A' && c <= 'Z' || c == '%':
+			lower = true
 		}
+	}
+	if lower {
+		p = strings.ToLower(p) // rare: upper case or escapes
 	}
 	for _, w := range ourWords {
 		if strings.Contains(p, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasControl reports whether the decoded path p holds a control character.
+func hasControl(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if p[i] < 0x20 || p[i] == 0x7f {
 			return true
 		}
 	}

@@ -38,6 +38,10 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.Forwar
 // streams aborts the response (panic with http.ErrAbortHandler) under an
 // http.Server, as ReverseProxy does.
 func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request) int {
+	// The client API has no protocol upgrades: an Upgrade is never asked of
+	// the homeserver, so a 101 (a raw tunnel past every check) is refused
+	// on both paths (ReverseProxy refuses a switch it did not ask for).
+	r.Header.Del("Upgrade")
 	if !plainRequest(r) {
 		sw := &statusWriter{ResponseWriter: w}
 		f.stock.ServeHTTP(sw, r)
