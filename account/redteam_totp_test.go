@@ -12,7 +12,11 @@ package account_test
 //     fail with "database is locked", answered 500, not 503.
 //   - TestRedTeamTOTPSQLitePanicInTxFreesWriter: a panic inside a write
 //     transaction (here the Audit callback of UseTOTP) leaves the single
-//     writer connection in an open transaction: every later write waits.
+//     writer connection in an open transaction: every later write waits
+//     (until the panicking call's context ends; forever for Background).
+//   - TestRedTeamTOTPDisabledMidCheck: 2FA turned off (Disable, admin reset)
+//     between the secret's read and UseTOTP makes UseTOTP return
+//     storage.ErrNotFound, which account.useTOTP passes on: a 500.
 
 import (
 	"context"
@@ -634,4 +638,35 @@ func TestRedTeamTOTPSQLitePanicInTxFreesWriter(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a write after a panic inside a transaction: %v (the writer connection is stuck in the abandoned transaction)", err)
 	}
+}
+
+// disableStore disables alice's 2FA (as a concurrent Disable or an admin
+// reset would) right before the check reaches the store.
+type disableStore struct{ storage.Store }
+
+func (s disableStore) UseTOTP(ctx context.Context, u storage.TOTPUse) (storage.TOTPOutcome, error) {
+	if _, err := s.Store.DeleteAll(ctx, u.UserID); err != nil {
+		return storage.TOTPOutcome{}, err
+	}
+	return s.Store.UseTOTP(ctx, u)
+}
+
+// TestRedTeamTOTPDisabledMidCheck: 2FA turned off between the secret's read
+// and the check's transaction: the right code is not accepted, and the
+// answer is a client error (2FA not enabled), not a 500.
+func TestRedTeamTOTPDisabledMidCheck(t *testing.T) {
+	eachBackend(t, 1, fastConfig(), func(t *testing.T, c *rtCluster) {
+		ds := disableStore{c.stores[0]}
+		svc, err := account.NewService(ds, c.box, c.cfg, account.WithClock(c.clock.Now), account.WithLogger(quietLog()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = svc.VerifyTOTP(context.Background(), alice, c.codeAt(0))
+		if err == nil {
+			t.Fatal("a code was accepted for a user whose 2FA was just turned off")
+		}
+		if re := httperr.Matrix(err); re.StatusCode >= 500 {
+			t.Fatalf("2FA turned off mid-check: %v → %d %s; want a 4xx (not enabled)", err, re.StatusCode, re.ErrCode)
+		}
+	})
 }

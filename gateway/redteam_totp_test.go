@@ -552,3 +552,104 @@ func TestRedTeamTOTPReplicasLockout(t *testing.T) {
 		}
 	}
 }
+
+// TestRedTeamTOTPNothingSecretLogged: right, wrong, replayed and locked-out
+// codes through /login and a guarded endpoint: no log entry (message or
+// field, at debug level) holds a code, the secret or the held token.
+func TestRedTeamTOTPNothingSecretLogged(t *testing.T) {
+	e := newFast(t)
+	e.clock.Add(30 * time.Second)
+	var sent []string
+	held := func(code string) {
+		h := e.do("POST", loginPath, "", passwordLogin("alice", alicePW))
+		e.do("POST", loginPath, "", obj{"auth": obj{"type": "m.login.2fa.totp", "session": h.str("session"), "code": code}})
+		sent = append(sent, code)
+	}
+	guarded := func(code string) {
+		r := e.do("POST", deleteDevices, aliceTok, obj{"devices": []string{"D1"}})
+		e.do("POST", deleteDevices, aliceTok, obj{"devices": []string{"D1"}, "auth": obj{"type": "m.login.2fa.totp", "session": r.str("session"), "code": code}})
+		sent = append(sent, code)
+	}
+	right := e.codeNow(0)
+	held(right)
+	guarded(right) // replay
+	held(right)    // replay
+	for range 5 {
+		guarded(e.wrongCode(alice))
+	}
+	held(e.codeNow(1)) // locked out, right code
+	token := e.hs.lastIssued(t)
+	secrets := append(sent, base32NoPad(e.secrets[alice]), token)
+	for _, en := range e.logs.AllEntries() {
+		line := en.Message
+		for k, v := range en.Data {
+			line += fmt.Sprintf(" %s=%v", k, v)
+		}
+		for _, s := range secrets {
+			if strings.Contains(line, s) {
+				t.Errorf("log entry holds %q: %s", s, line)
+			}
+		}
+	}
+}
+
+// TestRedTeamTOTPDisableReplay: a code used on a held /login, replayed on
+// DELETE /account/two-factor/totp (after the password stage), is refused
+// and 2FA stays on; the next code turns it off, once.
+func TestRedTeamTOTPDisableReplay(t *testing.T) {
+	e := newFast(t)
+	e.clock.Add(30 * time.Second)
+	const path = "/_matrix/client/v3/account/two-factor/totp"
+	code := e.codeNow(0)
+	h := e.do("POST", loginPath, "", passwordLogin("alice", alicePW))
+	expect(t, e.do("POST", loginPath, "", obj{"auth": obj{"type": "m.login.2fa.totp", "session": h.str("session"), "code": code}}), 200, "")
+	ch := e.do("DELETE", path, aliceTok, obj{})
+	s := ch.str("session")
+	r := e.do("DELETE", path, aliceTok, obj{"auth": obj{"type": "m.login.password", "session": s, "identifier": userID("alice"), "password": alicePW}})
+	wantChallenge(t, r, passwordThen2FA, []string{"m.login.password"})
+	r = e.do("DELETE", path, aliceTok, obj{"auth": obj{"type": "m.login.2fa.totp", "session": s, "code": code}})
+	if r.Status == 200 {
+		t.Fatal("2FA turned off with a replayed code")
+	}
+	if on, err := e.acc.Enabled(context.Background(), alice); err != nil || !on {
+		t.Fatalf("2FA on: %v %v", on, err)
+	}
+	r = e.do("DELETE", path, aliceTok, obj{"auth": obj{"type": "m.login.2fa.totp", "session": s, "code": e.codeNow(1)}})
+	expect(t, r, 200, "")
+	if on, _ := e.acc.Enabled(context.Background(), alice); on {
+		t.Fatal("2FA still on after the next code")
+	}
+}
+
+// TestRedTeamTOTPLockedSameAnswer: once alice is locked out, her right code
+// and a wrong one get byte-identical answers on a held /login and on a
+// guarded endpoint, and neither moves her last step; the held logins both
+// die (logged out at the homeserver).
+func TestRedTeamTOTPLockedSameAnswer(t *testing.T) {
+	e := newFast(t)
+	e.clock.Add(30 * time.Second)
+	for range 5 {
+		r := e.do("POST", deleteDevices, aliceTok, obj{"devices": []string{"D1"}})
+		e.do("POST", deleteDevices, aliceTok, obj{"devices": []string{"D1"}, "auth": obj{"type": "m.login.2fa.totp", "session": r.str("session"), "code": e.wrongCode(alice)}})
+	}
+	before, _ := e.db.TOTP(context.Background(), alice)
+	answer := func(code string, heldLogin bool) string {
+		if heldLogin {
+			h := e.do("POST", loginPath, "", passwordLogin("alice", alicePW))
+			r := e.do("POST", loginPath, "", obj{"auth": obj{"type": "m.login.2fa.totp", "session": h.str("session"), "code": code}})
+			return fmt.Sprintf("%d %s %s", r.Status, r.Header.Get("Retry-After"), r.Raw)
+		}
+		g := e.do("POST", deleteDevices, aliceTok, obj{"devices": []string{"D1"}})
+		r := e.do("POST", deleteDevices, aliceTok, obj{"devices": []string{"D1"}, "auth": obj{"type": "m.login.2fa.totp", "session": g.str("session"), "code": code}})
+		return fmt.Sprintf("%d %s %s", r.Status, r.Header.Get("Retry-After"), r.Raw)
+	}
+	for _, heldLogin := range []bool{true, false} {
+		right, wrong := answer(e.codeNow(0), heldLogin), answer(e.wrongCode(alice), heldLogin)
+		if right != wrong || !strings.HasPrefix(right, "429 ") {
+			t.Fatalf("held %v: locked answers differ or are not 429:\n right %s\n wrong %s", heldLogin, right, wrong)
+		}
+	}
+	if after, _ := e.db.TOTP(context.Background(), alice); after.LastStep != before.LastStep {
+		t.Fatal("a locked user's right code moved the step")
+	}
+}
