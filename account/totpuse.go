@@ -54,6 +54,9 @@ func (s *Service) useTOTP(ctx context.Context, userID, code string, step storage
 		return out, err
 	}
 	out, err = s.store.UseTOTP(ctx, u)
+	if errors.Is(err, storage.ErrNotFound) { // 2FA turned off since the secret was read
+		return storage.TOTPOutcome{}, ErrNotEnabled
+	}
 	if err != nil {
 		return storage.TOTPOutcome{}, err
 	}

@@ -151,17 +151,19 @@ func (d *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-// tx runs fn in a transaction (BEGIN IMMEDIATE, from the DSN), committing on nil.
+// tx runs fn in a transaction (BEGIN IMMEDIATE, from the DSN), committing on
+// nil. The transaction is rolled back whatever happens in fn, a panic too:
+// the one writer connection is never left inside it.
 func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return unavailable(err)
 	}
+	defer tx.Rollback() // a no-op after Commit
 	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
+		return unavailable(err)
 	}
-	return tx.Commit()
+	return unavailable(tx.Commit())
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -172,7 +174,7 @@ func notFound(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.ErrNotFound
 	}
-	return err
+	return unavailable(err)
 }
 
 // TOTP implements storage.Store.
