@@ -433,9 +433,7 @@ func (g *Gateway) route(r *http.Request) (h http.Handler, _ *http.Request, route
 	if !g.cfg.AdminAPI && isAdminAPI(r.URL.Path) {
 		return nil, r, false, httperr.ErrAdminAPI
 	}
-	if !mayBeOurs(r.URL.Path) && !hasControl(r.URL.Path) {
-		// (A control character goes to the router and the guarded pattern:
-		// Synapse's delete_devices takes any suffix, a newline too.)
+	if !mayBeOurs(r.URL.Path) {
 		return nil, r, false, nil
 	}
 	return g.routeAll(r)
@@ -481,6 +479,8 @@ func mayBeOurs(p string) bool {
 		switch c := p[i]; {
 		case c >= 0x80:
 			return true // the router's case folding is Unicode's (ſ is s, K is k); ToLower's is not
+		case c < 0x20 || c == 0x7f:
+			return true // for the guarded pattern: Synapse's delete_devices takes any suffix, a newline too
 		case c >= 'A' && c <= 'Z' || c == '%':
 			lower = true
 		}
@@ -490,16 +490,6 @@ func mayBeOurs(p string) bool {
 	}
 	for _, w := range ourWords {
 		if strings.Contains(p, w) {
-			return true
-		}
-	}
-	return false
-}
-
-// hasControl reports whether the decoded path p holds a control character.
-func hasControl(p string) bool {
-	for i := 0; i < len(p); i++ {
-		if p[i] < 0x20 || p[i] == 0x7f {
 			return true
 		}
 	}
