@@ -60,7 +60,7 @@ func (d *DB) UserEmails(ctx context.Context, userID string) ([]string, error) {
 // affected reports whether a statement changed exactly one row.
 func affected(res sql.Result, err error) (bool, error) {
 	if err != nil {
-		return false, unavailable(err)
+		return false, err
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err

@@ -37,7 +37,7 @@ type Options struct {
 // at a time). Plain reads go through r, a pool of query-only connections
 // that WAL lets read alongside the writer.
 type DB struct {
-	w, r *sql.DB
+	w, r pool
 	// ws and rs: statements of the hot paths (a TOTP check, a session
 	// load), prepared once on w and r.
 	ws, rs *stmtCache
@@ -73,17 +73,18 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &DB{w: w, ws: newStmtCache(w)}
+	d := &DB{w: pool{w}, ws: newStmtCache(w)}
 	if err := d.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err
 	}
 	q.Set("_query_only", "on")
-	if d.r, err = openPool(ctx, path, q, readers); err != nil {
+	r, err := openPool(ctx, path, q, readers)
+	if err != nil {
 		w.Close()
 		return nil, err
 	}
-	d.rs = newStmtCache(d.r)
+	d.r, d.rs = pool{r}, newStmtCache(r)
 	return d, nil
 }
 
@@ -157,7 +158,7 @@ func (d *DB) migrate(ctx context.Context) error {
 func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
-		return unavailable(err)
+		return err
 	}
 	defer tx.Rollback() // a no-op after Commit
 	if err := fn(tx); err != nil {
