@@ -516,9 +516,7 @@ func TestRedTeamTOTPAtomicUnderCancel(t *testing.T) {
 				step := c.held(id)
 				before := c.lastStep()
 				done, taken, err := c.svcs[0].VerifyTOTPStep(context.Background(), alice, c.codeAt(0), step)
-				advanced := c.lastStep() != before
-				_, serr := c.stores[0].Session(context.Background(), id)
-				gone := errors.Is(serr, storage.ErrNotFound)
+				advanced, gone := c.settled(id, before)
 				if advanced != gone {
 					t.Fatalf("round %d: step advanced %v but session taken %v (err %v)", i, advanced, gone, err)
 				}
@@ -537,6 +535,22 @@ func TestRedTeamTOTPAtomicUnderCancel(t *testing.T) {
 				t.Fatalf("success reported with nothing stored %d times", outcomes[2])
 			}
 		})
+	}
+}
+
+// settled reads whether the step moved past before and whether session id
+// is gone. The two reads are separate statements: after a cancelled COMMIT
+// the server may still be committing (PostgreSQL goes on after the client
+// hangs up), so a pair that disagrees is read again for up to two seconds —
+// a transaction that was not atomic never comes to agree.
+func (c *rtCluster) settled(id string, before int64) (advanced, gone bool) {
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		advanced = c.lastStep() != before
+		_, serr := c.stores[0].Session(context.Background(), id)
+		gone = errors.Is(serr, storage.ErrNotFound)
+		if advanced == gone || time.Now().After(deadline) {
+			return advanced, gone
+		}
 	}
 }
 
